@@ -1,0 +1,72 @@
+package blockio
+
+// zeroBuf is a shared read-only buffer of zeros used by fallbacks.
+var zeroBuf = make([]byte, 1<<20)
+
+// Discard deallocates [off, off+n) when dev implements Discarder. A device
+// without the capability ignores the request (discard is advisory); the
+// range is still validated.
+func Discard(dev Device, off, n int64) error {
+	if d, ok := dev.(Discarder); ok {
+		return d.Discard(off, n)
+	}
+	return CheckRange("discard", off, n, dev.Size())
+}
+
+// WriteZeroes makes [off, off+n) read as zeros, using the ZeroWriter
+// capability when present and plain writes of zeros otherwise.
+func WriteZeroes(dev Device, off, n int64, mayUnmap bool) error {
+	if z, ok := dev.(ZeroWriter); ok {
+		return z.WriteZeroes(off, n, mayUnmap)
+	}
+	if err := CheckRange("write zeroes", off, n, dev.Size()); err != nil {
+		return err
+	}
+	for n > 0 {
+		c := min(n, int64(len(zeroBuf)))
+		if _, err := dev.WriteAt(zeroBuf[:c], off); err != nil {
+			return err
+		}
+		off += c
+		n -= c
+	}
+	return nil
+}
+
+// BlockStatus reports the extent at off using the StatusReporter
+// capability when present; otherwise the whole range is reported as
+// allocated data at depth 0 with an unknown host offset.
+func BlockStatus(dev Device, off, n int64) (Extent, error) {
+	if s, ok := dev.(StatusReporter); ok {
+		return s.BlockStatus(off, n)
+	}
+	if err := CheckRange("block status", off, n, dev.Size()); err != nil {
+		return Extent{}, err
+	}
+	return Extent{Start: off, Length: n, Data: true, Allocated: true, Offset: -1}, nil
+}
+
+// Truncate resizes dev when it implements Truncater, and fails with an
+// error wrapping ErrUnsupported otherwise.
+func Truncate(dev Device, size int64, prealloc Prealloc) error {
+	if t, ok := dev.(Truncater); ok {
+		return t.Truncate(size, prealloc)
+	}
+	return &UnsupportedError{Feature: "resizing this device"}
+}
+
+// IsZero reports whether every byte of p is zero.
+func IsZero(p []byte) bool {
+	for len(p) >= 8 {
+		if p[0]|p[1]|p[2]|p[3]|p[4]|p[5]|p[6]|p[7] != 0 {
+			return false
+		}
+		p = p[8:]
+	}
+	for _, b := range p {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,3 @@
+module github.com/blocklayer/blocklayer
+
+go 1.26
