@@ -233,3 +233,18 @@ func (m *Mem) Bytes() []byte {
 	}
 	return b
 }
+
+// Clone returns an independent copy of the device with the same size and
+// content (sharing no memory). It fails with ErrClosed on a closed Mem.
+func (m *Mem) Clone() (*Mem, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	c := &Mem{size: m.size, chunks: make(map[int64][]byte, len(m.chunks))}
+	for ci, b := range m.chunks {
+		c.chunks[ci] = append([]byte(nil), b...)
+	}
+	return c, nil
+}
