@@ -1,0 +1,447 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/blocklayer/blocklayer/blockio"
+)
+
+const allAllocated = 0x00000000ffffffff
+const allZero = 0xffffffff00000000
+
+// beginWriteLocked checks that the image may be modified and performs the
+// first-write header update (clearing autoclear bits we do not maintain).
+func (img *Image) beginWriteLocked() error {
+	if img.readOnly {
+		return blockio.ErrReadOnly
+	}
+	if img.corrupt {
+		return &blockio.CorruptError{Structure: "qcow2 image", Offset: -1, Reason: "image is marked corrupt; writes are refused"}
+	}
+	if img.written {
+		return nil
+	}
+	if img.h.version >= 3 {
+		keep := uint64(0)
+		if img.hasData {
+			keep = acDataFileRaw
+		}
+		if img.h.autoclear&^keep != 0 {
+			// Bitmaps (bit 0) are not maintained by this package, so like
+			// any writer that does not know them we invalidate them.
+			img.h.autoclear &= keep
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], img.h.autoclear)
+			if _, err := img.dev.WriteAt(b[:], 88); err != nil {
+				return err
+			}
+			if err := img.dev.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	img.written = true
+	return nil
+}
+
+// WriteAt implements blockio.Device.
+func (img *Image) WriteAt(p []byte, off int64) (int, error) {
+	if img.closed.Load() {
+		return 0, blockio.ErrClosed
+	}
+	if img.readOnly {
+		return 0, blockio.ErrReadOnly
+	}
+	if err := blockio.CheckRange("write", off, int64(len(p)), img.size); err != nil {
+		return 0, err
+	}
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		chunk := p[done:min(len(p), done+int(img.cs-pos&(img.cs-1)))]
+		sh := img.shard(pos)
+		sh.Lock()
+		err := img.writeCluster(chunk, pos)
+		sh.Unlock()
+		if err != nil {
+			return done, err
+		}
+		done += len(chunk)
+	}
+	return done, nil
+}
+
+// validLen is the number of guest bytes in the cluster starting at cstart.
+func (img *Image) validLen(cstart int64) int64 { return min(img.cs, img.size-cstart) }
+
+// writeCluster writes p (within one guest cluster) at off. The caller
+// holds the cluster's shard lock exclusively.
+func (img *Image) writeCluster(p []byte, off int64) error {
+	cstart := off &^ (img.cs - 1)
+	vlen := img.validLen(cstart)
+	img.mu.Lock()
+	if err := img.beginWriteLocked(); err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	m, err := img.lookupLocked(off, int64(len(p)))
+	if err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	if m.kind == kNormal && m.n >= int64(len(p)) && (m.entry&oflagCopied != 0 || img.hasData) {
+		img.mu.Unlock()
+		_, err := img.data.WriteAt(p, m.host)
+		return err
+	}
+	// Allocating write: decide the target host cluster.
+	old := m.entry
+	oldHost := int64(old & l2OffsetMask)
+	reuse := old&oflagCompress == 0 && old&oflagCopied != 0 && (oldHost != 0 || img.hasData)
+	var host int64
+	switch {
+	case img.hasData:
+		host = cstart
+	case reuse:
+		host = oldHost
+	default:
+		host, err = img.allocClustersLocked(1)
+		if err != nil {
+			img.mu.Unlock()
+			return err
+		}
+	}
+	img.mu.Unlock()
+
+	bp := img.getBuf()
+	defer img.putBuf(bp)
+	buf := *bp
+	if off == cstart && int64(len(p)) == vlen {
+		copy(buf, p)
+	} else {
+		if err := img.readCluster(buf[:vlen], cstart); err != nil {
+			img.abandonLocked(host, reuse)
+			return err
+		}
+		copy(buf[off-cstart:], p)
+	}
+	clear(buf[vlen:])
+	wlen := img.cs
+	if img.hasData {
+		wlen = vlen
+		if host+wlen > img.data.Size() {
+			if err := blockio.Truncate(img.data, host+wlen, blockio.PreallocOff); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := img.data.WriteAt(buf[:wlen], host); err != nil {
+		img.abandonLocked(host, reuse)
+		return err
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.setEntryLocked(cstart, uint64(host)|oflagCopied, allAllocated)
+}
+
+// abandonLocked releases a cluster allocated for a write that failed.
+func (img *Image) abandonLocked(host int64, reused bool) {
+	if reused || img.hasData {
+		return
+	}
+	img.mu.Lock()
+	img.freeLocked(host, img.cs)
+	img.mu.Unlock()
+}
+
+// setEntryLocked stores a new L2 entry (and extended-L2 bitmap) for the
+// guest cluster at cstart and releases what the old entry referenced
+// (unless it is the same host cluster).
+func (img *Image) setEntryLocked(cstart int64, e, bm uint64) error {
+	t, eo, err := img.l2ForWriteLocked(cstart)
+	if err != nil {
+		return err
+	}
+	old := binary.BigEndian.Uint64(t.buf[eo:])
+	binary.BigEndian.PutUint64(t.buf[eo:], e)
+	if img.extL2 {
+		binary.BigEndian.PutUint64(t.buf[eo+8:], bm)
+	}
+	img.l2c.markDirty(t)
+	if old != 0 && (old&oflagCompress != 0 || old&l2OffsetMask != e&l2OffsetMask || e&oflagCompress != 0) {
+		img.freeEntryLocked(old)
+	}
+	return nil
+}
+
+func (img *Image) markL1DirtyLocked(i int64) {
+	img.l1Dirty[i*8/4096] = true
+	img.l1AnyDirty = true
+}
+
+// l2ForWriteLocked returns the (writable, refcount 1) L2 table for guest
+// offset off and the entry's byte offset in it, allocating or copying the
+// table as needed.
+func (img *Image) l2ForWriteLocked(off int64) (*ctable, int64, error) {
+	l1i, l2i := img.l2Index(off)
+	if l1i >= int64(len(img.l1)) {
+		return nil, 0, blockio.Corruptf("L1 table", int64(img.h.l1Offset), "guest offset %#x beyond L1 table", off)
+	}
+	eo := l2i * img.entSize
+	l1e := img.l1[l1i]
+	l2off := int64(l1e & l1OffsetMask)
+	if l2off == 0 {
+		noff, err := img.allocClustersLocked(1)
+		if err != nil {
+			return nil, 0, err
+		}
+		t, err := img.l2c.slot(noff)
+		if err != nil {
+			img.freeLocked(noff, img.cs)
+			return nil, 0, err
+		}
+		clear(t.buf)
+		img.l2c.insert(t)
+		img.l2c.markDirty(t)
+		img.l1[l1i] = uint64(noff) | oflagCopied
+		img.markL1DirtyLocked(l1i)
+		return t, eo, nil
+	}
+	if l1e&oflagCopied == 0 {
+		rc, err := img.refcountLocked(l2off >> img.cbits)
+		if err != nil {
+			return nil, 0, err
+		}
+		if rc == 1 {
+			img.l1[l1i] |= oflagCopied
+			img.markL1DirtyLocked(l1i)
+		} else {
+			// Shared (snapshot) table: copy on write.
+			old, err := img.loadL2Locked(l2off)
+			if err != nil {
+				return nil, 0, err
+			}
+			bp := img.getBuf()
+			copy(*bp, old.buf)
+			noff, err := img.allocClustersLocked(1)
+			if err != nil {
+				img.putBuf(bp)
+				return nil, 0, err
+			}
+			t, err := img.l2c.slot(noff)
+			if err != nil {
+				img.putBuf(bp)
+				return nil, 0, err
+			}
+			copy(t.buf, *bp)
+			img.putBuf(bp)
+			img.l2c.insert(t)
+			img.l2c.markDirty(t)
+			img.l1[l1i] = uint64(noff) | oflagCopied
+			img.markL1DirtyLocked(l1i)
+			img.freeLocked(l2off, img.cs)
+			return t, eo, nil
+		}
+	}
+	t, err := img.loadL2Locked(l2off)
+	if err != nil {
+		return nil, 0, err
+	}
+	return t, eo, nil
+}
+
+// WriteZeroes implements blockio.ZeroWriter.
+func (img *Image) WriteZeroes(off, n int64, mayUnmap bool) error {
+	return img.zeroOrDiscard(off, n, mayUnmap, false)
+}
+
+// Discard implements blockio.Discarder. Whole clusters are deallocated
+// and read back as zeros (or, on a version 2 image without backing file,
+// as zeros because they are unallocated); partial clusters are ignored.
+func (img *Image) Discard(off, n int64) error {
+	return img.zeroOrDiscard(off, n, true, true)
+}
+
+func (img *Image) zeroOrDiscard(off, n int64, mayUnmap, discard bool) error {
+	if img.closed.Load() {
+		return blockio.ErrClosed
+	}
+	op := "write zeroes"
+	if discard {
+		op = "discard"
+	}
+	if err := blockio.CheckRange(op, off, n, img.size); err != nil {
+		return err
+	}
+	if img.readOnly {
+		return blockio.ErrReadOnly
+	}
+	end := off + n
+	for off < end {
+		cstart := off &^ (img.cs - 1)
+		vlen := img.validLen(cstart)
+		l := min(end, cstart+vlen) - off
+		whole := off == cstart && l == vlen
+		sh := img.shard(off)
+		sh.Lock()
+		var err error
+		switch {
+		case whole:
+			err = img.zeroCluster(cstart, mayUnmap, discard)
+		case discard:
+		default:
+			err = img.writeCluster(img.zbuf[:l], off)
+		}
+		sh.Unlock()
+		if err != nil {
+			return err
+		}
+		off += l
+	}
+	return nil
+}
+
+// zeroCluster makes the whole guest cluster at cstart read as zeros.
+func (img *Image) zeroCluster(cstart int64, mayUnmap, discard bool) error {
+	img.mu.Lock()
+	if err := img.beginWriteLocked(); err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	m, err := img.lookupLocked(cstart, img.cs)
+	if err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	e := m.entry
+	host := int64(e & l2OffsetMask)
+	copied := e&oflagCopied != 0
+	if img.dataRaw {
+		img.mu.Unlock()
+		if discard {
+			return nil
+		}
+		return img.writeCluster(img.zbuf[:img.validLen(cstart)], cstart)
+	}
+	if img.h.version < 3 {
+		if img.backing != nil {
+			img.mu.Unlock()
+			if discard {
+				return nil
+			}
+			return img.writeCluster(img.zbuf[:img.validLen(cstart)], cstart)
+		}
+		defer img.mu.Unlock()
+		if m.noL2 || (e == 0 && m.kind == kUnalloc) {
+			return nil
+		}
+		if !mayUnmap && m.kind == kNormal && copied {
+			img.mu.Unlock()
+			err := img.writeCluster(img.zbuf[:img.validLen(cstart)], cstart)
+			img.mu.Lock()
+			return err
+		}
+		return img.setEntryLocked(cstart, 0, 0)
+	}
+	defer img.mu.Unlock()
+	if m.noL2 && img.backing == nil {
+		return nil
+	}
+	if !img.extL2 && m.kind == kZeroPlain {
+		return nil
+	}
+	keep := !mayUnmap && copied && host != 0 && e&oflagCompress == 0 && !img.hasData
+	if img.extL2 {
+		ne := uint64(0)
+		if keep {
+			ne = uint64(host) | oflagCopied
+		}
+		if m.kind == kUnalloc && m.noL2 && img.backing == nil {
+			return nil
+		}
+		return img.setEntryLocked(cstart, ne, allZero)
+	}
+	if keep {
+		return img.setEntryLocked(cstart, uint64(host)|oflagCopied|oflagZero, 0)
+	}
+	return img.setEntryLocked(cstart, oflagZero, 0)
+}
+
+// WriteCompressed writes whole clusters compressed (deflate or zstd per
+// the image's compression type). off must be cluster aligned and len(p) a
+// multiple of the cluster size, except that the last cluster of the disk
+// may be partial. Clusters that do not compress are written normally.
+func (img *Image) WriteCompressed(p []byte, off int64) error {
+	if img.closed.Load() {
+		return blockio.ErrClosed
+	}
+	if img.readOnly {
+		return blockio.ErrReadOnly
+	}
+	if err := blockio.CheckRange("write compressed", off, int64(len(p)), img.size); err != nil {
+		return err
+	}
+	if off&(img.cs-1) != 0 || (int64(len(p))&(img.cs-1) != 0 && off+int64(len(p)) != img.size) {
+		return &blockio.InvalidError{What: "compressed write", Value: off, Reason: "must cover whole clusters"}
+	}
+	if img.hasData {
+		return &blockio.UnsupportedError{Feature: "compressed writes to images with an external data file"}
+	}
+	for len(p) > 0 {
+		n := min(int64(len(p)), img.cs)
+		if err := img.writeCompressedCluster(p[:n], off); err != nil {
+			return err
+		}
+		p = p[n:]
+		off += n
+	}
+	return nil
+}
+
+func (img *Image) writeCompressedCluster(p []byte, off int64) error {
+	src := p
+	var sp *[]byte
+	if int64(len(p)) < img.cs {
+		sp = img.getBuf()
+		copy(*sp, p)
+		clear((*sp)[len(p):])
+		src = *sp
+	}
+	dp := img.getBuf()
+	defer img.putBuf(dp)
+	n, err := img.compress(*dp, src)
+	if sp != nil {
+		img.putBuf(sp)
+	}
+	sh := img.shard(off)
+	sh.Lock()
+	defer sh.Unlock()
+	if errors.Is(err, errIncompressible) {
+		return img.writeCluster(p, off)
+	}
+	if err != nil {
+		return err
+	}
+	img.mu.Lock()
+	if err := img.beginWriteLocked(); err != nil {
+		img.mu.Unlock()
+		return err
+	}
+	host, err := img.allocCompressedLocked(int64(n))
+	img.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := img.dev.WriteAt((*dp)[:n], host); err != nil {
+		img.mu.Lock()
+		img.freeLocked(host, int64(n))
+		img.mu.Unlock()
+		return err
+	}
+	nsec := (int64(n) + 511) / 512
+	e := uint64(host) | uint64(nsec-1)<<img.cShift | oflagCompress
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.setEntryLocked(off, e, 0)
+}
