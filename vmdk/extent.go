@@ -1,0 +1,82 @@
+package vmdk
+
+import (
+	"github.com/blocklayer/blocklayer/blockio"
+)
+
+type extentKind int
+
+const (
+	kindFlat extentKind = iota
+	kindSparse
+	kindZero // ZERO extents and NOACCESS lines: read as zeros
+)
+
+// extent is one piece of the guest address space.
+type extent struct {
+	start, size int64 // guest bytes
+	kind        extentKind
+	access      string
+	typ         string // descriptor type for Info ("" for the image file itself)
+	file        string // file name for Info
+	dev         blockio.Device
+	flatOff     int64 // bytes, FLAT/VMFS only
+	sp          *sparseExtent
+	readOnly    bool
+}
+
+func (e *extent) end() int64 { return e.start + e.size }
+
+// flatRead reads extent-relative bytes of a flat extent; bytes beyond the
+// end of the file read as zeros.
+func (e *extent) flatRead(p []byte, off int64) error {
+	host := e.flatOff + off
+	fsize := e.dev.Size()
+	if host >= fsize {
+		clear(p)
+		return nil
+	}
+	n := min(int64(len(p)), fsize-host)
+	if _, err := e.dev.ReadAt(p[:n], host); err != nil {
+		return err
+	}
+	clear(p[n:])
+	return nil
+}
+
+func (e *extent) flatGrow(end int64) error {
+	if end <= e.dev.Size() {
+		return nil
+	}
+	return blockio.Truncate(e.dev, end, blockio.PreallocOff)
+}
+
+func (e *extent) flatWrite(p []byte, off int64) error {
+	host := e.flatOff + off
+	if err := e.flatGrow(host + int64(len(p))); err != nil {
+		return err
+	}
+	_, err := e.dev.WriteAt(p, host)
+	return err
+}
+
+func (e *extent) flatZero(off, n int64) error {
+	host := e.flatOff + off
+	if err := e.flatGrow(host + n); err != nil {
+		return err
+	}
+	return blockio.WriteZeroes(e.dev, host, n, false)
+}
+
+func (e *extent) flatStatus(off, n int64) (blockio.Extent, error) {
+	host := e.flatOff + off
+	fsize := e.dev.Size()
+	if host >= fsize {
+		return blockio.Extent{Length: n, Data: true, Zero: true, Allocated: true, Offset: host}, nil
+	}
+	st, err := blockio.BlockStatus(e.dev, host, min(n, fsize-host))
+	if err != nil {
+		return blockio.Extent{}, err
+	}
+	return blockio.Extent{Length: st.Length, Data: true, Zero: st.Zero, Allocated: true, Offset: host}, nil
+}
