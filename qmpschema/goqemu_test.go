@@ -1,9 +1,5 @@
-//go:build goqemu
-
-// This test needs go.sum entries for github.com/digitalocean/go-libvirt
-// (imported by go-qemu's qmp package), which the module does not have yet.
-// Run it with: go test -tags goqemu ./qmpschema
-// (or with -modfile pointing at a go.mod/go.sum pair that has them).
+// Drives our QMP server with github.com/digitalocean/go-qemu's qmp client,
+// a client we did not write.
 
 package qmpschema
 

@@ -1,7 +1,5 @@
-//go:build goqemu
-
-// Needs go.mod/go.sum entries for github.com/digitalocean/go-libvirt
-// (imported by go-qemu's qmp package). Run: go test -tags goqemu ./cmd/blockd
+// Drives our QMP server with github.com/digitalocean/go-qemu's qmp client,
+// a client we did not write.
 
 package main
 
