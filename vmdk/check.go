@@ -8,7 +8,7 @@ import (
 )
 
 // CheckResult reports the consistency of an image's sparse extents, like
-// qemu-img check.
+// qemu-img check. A plain value.
 type CheckResult struct {
 	// Corruptions counts table entries that point outside the file, into
 	// metadata, at a grain another entry already uses, or that differ
@@ -156,6 +156,19 @@ func (s *sparseExtent) check(ctx context.Context, idx int, r *CheckResult) error
 	}
 	if s.compressed {
 		return nil
+	}
+	// Grain tables and grains must not overlap each other (the GDs and the
+	// header area are the first three spans).
+	base := 2
+	if s.rgdOff != 0 {
+		base = 3
+	}
+	objs := append([]span(nil), used[base:]...)
+	sort.Slice(objs, func(i, j int) bool { return objs[i].start < objs[j].start })
+	for i := 1; i < len(objs); i++ {
+		if objs[i].start < objs[i-1].end {
+			r.problem("extent %d: structures at %#x and %#x overlap", idx, objs[i-1].start, objs[i].start)
+		}
 	}
 	// Leaks: file space after the metadata that nothing references.
 	sort.Slice(used, func(i, j int) bool { return used[i].start < used[j].start })

@@ -3,6 +3,7 @@ package vmdk
 import (
 	"context"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/blocklayer/blocklayer/blockio"
@@ -42,6 +43,22 @@ func TestConformance(t *testing.T) {
 				}
 				return img
 			}, blocktest.Options{OnBase: onBase(opts), BaseSize: 512})
+		})
+	}
+}
+
+// TestConformanceFiles runs the suite on file-backed multi-file
+// subformats (descriptor + extent files).
+func TestConformanceFiles(t *testing.T) {
+	for _, sub := range []string{MonolithicFlat, TwoGbMaxExtentSparse, TwoGbMaxExtentFlat} {
+		t.Run(sub, func(t *testing.T) {
+			blocktest.Run(t, func(t *testing.T, size int64) blockio.Device {
+				img, err := CreateFile(filepath.Join(t.TempDir(), "c.vmdk"), size, CreateOptions{Subformat: sub})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return img
+			}, blocktest.Options{Short: true})
 		})
 	}
 }

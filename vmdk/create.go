@@ -29,7 +29,7 @@ const (
 	twoGbSectors       = 4194304
 )
 
-// CreateOptions mirrors qemu-img's vmdk creation options. The zero value
+// CreateOptions mirrors qemu-img's vmdk creation options (a plain value). The zero value
 // creates a monolithicSparse disk for an IDE adapter, hardware version 4.
 type CreateOptions struct {
 	// Size is the virtual size in bytes (rounded up to 512). CreateFile's
@@ -257,7 +257,9 @@ func createSingle(dev blockio.Device, opts CreateOptions, name string, parentCID
 // must be called with increasing offsets (grain-granular; gaps read as
 // zeros), from one goroutine at a time; grains are compressed in parallel
 // in the background; Close writes the grain tables, directory, footer and
-// end-of-stream marker. Reads fail until the image is reopened.
+// end-of-stream marker (Flush only syncs what was appended so far; the file
+// is a valid image only after Close). Reads fail until the image is
+// reopened.
 func CreateFile(path string, size int64, opts CreateOptions) (*Image, error) {
 	if size != 0 {
 		opts.Size = size

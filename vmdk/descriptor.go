@@ -20,7 +20,7 @@ const (
 const noParentCID = 0xffffffff
 
 // ExtentLine is one extent line of a descriptor:
-// ACCESS SECTORS TYPE ["FILENAME" [OFFSET]].
+// ACCESS SECTORS TYPE ["FILENAME" [OFFSET]]. It is a plain value.
 type ExtentLine struct {
 	Access    string // RW, RDONLY or NOACCESS
 	Sectors   int64
@@ -30,7 +30,8 @@ type ExtentLine struct {
 	HasOffset bool
 }
 
-// Descriptor is a parsed VMDK text descriptor.
+// Descriptor is a parsed VMDK text descriptor. It is a plain value: safe
+// to read from several goroutines, not to mutate concurrently.
 type Descriptor struct {
 	Version            int
 	CID                uint32
@@ -42,7 +43,7 @@ type Descriptor struct {
 	DDB []KV
 }
 
-// KV is a key/value pair of the disk database.
+// KV is a key/value pair of the disk database (a plain value).
 type KV struct{ Key, Value string }
 
 // DDBValue returns the value of a ddb key or "".

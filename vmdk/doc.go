@@ -1,7 +1,8 @@
 // Package vmdk reads and writes VMware virtual disks (VMDK) the way QEMU
 // does, for every subformat qemu-img creates: monolithicSparse,
 // monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat and
-// streamOptimized, plus vmfs/vmfsSparse (COWD) descriptors, ZERO extents,
+// streamOptimized, plus vmfs/vmfsSparse (COWD) descriptors, read-only
+// seSparse extents, ZERO/RDONLY/NOACCESS extent lines,
 // zeroed-grain entries, redundant grain directories, embedded and separate
 // descriptors, VMware's footer-based version-3 streams, and parent links
 // (parentFileNameHint with the parentCID check).

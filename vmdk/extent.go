@@ -9,7 +9,8 @@ type extentKind int
 const (
 	kindFlat extentKind = iota
 	kindSparse
-	kindZero // ZERO extents and NOACCESS lines: read as zeros
+	kindZero     // ZERO extents and NOACCESS lines: read as zeros
+	kindSESparse // read-only seSparse
 )
 
 // extent is one piece of the guest address space.
@@ -22,6 +23,7 @@ type extent struct {
 	dev         blockio.Device
 	flatOff     int64 // bytes, FLAT/VMFS only
 	sp          *sparseExtent
+	se          *seSparseExtent
 	readOnly    bool
 }
 

@@ -45,9 +45,15 @@ func TestUnsafeExtentPaths(t *testing.T) {
 		}
 		img.Close()
 	}
+	// A symlink inside the directory pointing out of it.
+	os.Symlink(secret, filepath.Join(dir, "link"))
+	p := writeDesc(t, dir, "d.vmdk", "RW 8 FLAT \"link\" 0\n")
+	if _, err := OpenFile(p, Options{ReadOnly: true}); !errors.Is(err, blockio.ErrInvalid) {
+		t.Errorf("symlink out: %v", err)
+	}
 	// Names that stay inside are fine.
 	os.WriteFile(filepath.Join(dir, "ok-flat.vmdk"), make([]byte, 4096), 0o644)
-	p := writeDesc(t, dir, "d.vmdk", "RW 8 FLAT \"sub/../ok-flat.vmdk\" 0\n")
+	p = writeDesc(t, dir, "d.vmdk", "RW 8 FLAT \"sub/../ok-flat.vmdk\" 0\n")
 	img, err := OpenFile(p, Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +184,14 @@ func TestCOWD(t *testing.T) {
 	if string(b[:5]) != "hello" {
 		t.Fatal("COWD write lost")
 	}
+	if err := img.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	hb := make([]byte, 512)
+	mem.ReadAt(hb, 0)
+	if h, _ := parseCOWDHeader(hb); int64(h.FreeSector)*512 != mem.Size() {
+		t.Errorf("free sector %d, file %d bytes", h.FreeSector, mem.Size())
+	}
 }
 
 func TestHeaderChecks(t *testing.T) {
@@ -208,5 +222,25 @@ func TestHeaderChecks(t *testing.T) {
 	writeSparseExtent(mem, sparseLayout(1<<30, false, false), "")
 	if _, err := Open(mem, Options{ReadOnly: true, MaxMetadataMemory: 4096}); !errors.Is(err, blockio.ErrCorrupt) {
 		t.Errorf("memory cap: %v", err)
+	}
+}
+
+func TestVMFSDescriptor(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "v-flat.vmdk"), bytes.Repeat([]byte{0x5f}, 8192), 0o644)
+	p := filepath.Join(dir, "v.vmdk")
+	os.WriteFile(p, []byte("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"vmfs\"\n\nRW 16 VMFS \"v-flat.vmdk\"\n\nddb.adapterType = \"lsilogic\"\n"), 0o644)
+	img, err := OpenFile(p, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	b := make([]byte, 8192)
+	if _, err := img.ReadAt(b, 0); err != nil || b[8191] != 0x5f || img.CreateType() != "vmfs" {
+		t.Fatalf("vmfs read: %v %#x %s", err, b[8191], img.CreateType())
+	}
+	d := img.Descriptor()
+	if d.DDBValue("ddb.adapterType") != "lsilogic" || d.CID != 0xfffffffe {
+		t.Errorf("descriptor: %+v", d)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // writes to different grains proceed in parallel; racing first writes to
 // one grain allocate it once. An image created with subformat
 // streamOptimized is the exception: it accepts writes only in increasing
-// offset order (see CreateFile) and must not be written concurrently.
+// offset order (see CreateFile), so concurrent writers must coordinate.
 type Image struct {
 	opts     Options
 	filename string
@@ -160,6 +160,8 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 			err = e.flatRead(q, rel)
 		case kindSparse:
 			err = e.sp.readAt(q, rel, img.backing(e))
+		case kindSESparse:
+			err = e.se.readAt(q, rel, img.backing(e))
 		}
 		if err != nil {
 			return done, err
@@ -298,7 +300,13 @@ func (img *Image) BlockStatus(off, n int64) (blockio.Extent, error) {
 		st.Start = off
 		return st, err
 	}
-	r, err := e.sp.status(rel, n)
+	var r statusRun
+	var err error
+	if e.kind == kindSESparse {
+		r, err = e.se.status(rel, n)
+	} else {
+		r, err = e.sp.status(rel, n)
+	}
 	if err != nil {
 		return blockio.Extent{}, err
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // InfoSpecific is the schema's ImageInfoSpecificVmdk, as printed by
-// qemu-img info --output=json under format-specific.data.
+// qemu-img info --output=json under format-specific.data. A plain value.
 type InfoSpecific struct {
 	CreateType string              `json:"create-type"`
 	CID        int64               `json:"cid"`
@@ -41,6 +41,13 @@ func (img *Image) Info() (blockio.ImageInfo, error) {
 	}
 	for i, e := range img.extents {
 		ei := blockio.ImageInfo{Filename: e.file, Format: e.typ, VirtualSize: e.size}
+		if e.kind == kindSESparse {
+			cs := int64(seGrainSectors * sectorSize)
+			ei.ClusterSize = &cs
+			if i == 0 {
+				info.ClusterSize = &cs
+			}
+		}
 		if e.kind == kindSparse {
 			cs := e.sp.grainBytes
 			ei.ClusterSize = &cs

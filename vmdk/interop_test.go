@@ -297,6 +297,30 @@ func TestQemuWritesOurImage(t *testing.T) {
 			if err != nil || res.Corruptions != 0 {
 				t.Fatalf("check %+v %v", res, err)
 			}
+			img.Close()
+			// Our CID rewrite (embedded or standalone descriptor) is what
+			// qemu then reads.
+			img, err = OpenFile(path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := img.WriteAt([]byte{7}, 5<<20); err != nil {
+				t.Fatal(err)
+			}
+			cid = img.CID()
+			img.Close()
+			var qi struct {
+				Spec struct {
+					Data struct {
+						CID int64 `json:"cid"`
+					} `json:"data"`
+				} `json:"format-specific"`
+			}
+			json.Unmarshal([]byte(qemutest.Run(t, "qemu-img", "info", "--output=json", path)), &qi)
+			if qi.Spec.Data.CID != int64(cid) {
+				t.Errorf("qemu sees CID %x, we wrote %x", qi.Spec.Data.CID, cid)
+			}
+			qemuCheck(t, path)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package vmdk
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,7 @@ const DefaultMaxMetadataMemory = 256 << 20
 // maxChainDepth bounds parent chains.
 const maxChainDepth = 64
 
-// Options controls how an image is opened. The zero value opens read-write,
+// Options controls how an image is opened (a plain value, copied by Open). The zero value opens read-write,
 // confines extent files to the image's directory, resolves relative names
 // against the image's directory and opens parents read-only.
 type Options struct {
@@ -30,7 +29,8 @@ type Options struct {
 	// extent (0 = DefaultMaxMetadataMemory).
 	MaxMetadataMemory int64
 	// Dir is the directory against which extent and parent file names are
-	// resolved. OpenFile sets it to the file's directory when empty.
+	// resolved. OpenFile sets it to the file's directory when empty; for
+	// Open, empty means the current directory.
 	Dir string
 	// Filename names the image in Info (OpenFile sets it to the path).
 	Filename string
@@ -225,7 +225,7 @@ func readEmbedded(dev blockio.Device, h *sparseHeader) ([]byte, error) {
 // standalone createTypes QEMU accepts in a descriptor file, plus custom.
 var standaloneTypes = map[string]bool{
 	"monolithicFlat": true, "vmfs": true, "vmfsSparse": true, "vmfsThin": true,
-	"twoGbMaxExtentSparse": true, "twoGbMaxExtentFlat": true, "custom": true,
+	"twoGbMaxExtentSparse": true, "twoGbMaxExtentFlat": true, "custom": true, "seSparse": true,
 	"monolithicSparse": true, "streamOptimized": true,
 }
 
@@ -250,7 +250,7 @@ func (img *Image) openDescriptor(text []byte, standalone bool) error {
 			e.file = l.File
 		} else {
 			switch l.Type {
-			case "FLAT", "VMFS", "SPARSE", "VMFSSPARSE":
+			case "FLAT", "VMFS", "SPARSE", "VMFSSPARSE", "SESPARSE":
 			default:
 				return &blockio.UnsupportedError{Feature: fmt.Sprintf("VMDK extent type %q (extent %d)", l.Type, i+1)}
 			}
@@ -265,7 +265,13 @@ func (img *Image) openDescriptor(text []byte, standalone bool) error {
 			}
 			e.dev = dev
 			img.extents = append(img.extents, e)
-			if l.Type == "FLAT" || l.Type == "VMFS" {
+			if l.Type == "SESPARSE" {
+				se, err := openSESparse(dev, sparseLimits{maxMeta: img.opts.MaxMetadataMemory})
+				if err != nil {
+					return fmt.Errorf("vmdk: extent %q: %w", l.File, err)
+				}
+				e.kind, e.se, e.size, e.readOnly = kindSESparse, se, se.size(), true
+			} else if l.Type == "FLAT" || l.Type == "VMFS" {
 				e.kind = kindFlat
 				e.size = l.Sectors * sectorSize
 				e.flatOff = l.Offset * sectorSize
@@ -316,10 +322,28 @@ func (img *Image) resolve(name string) (string, error) {
 		return name, nil
 	}
 	clean := filepath.Clean(name)
-	if (clean == ".." || strings.HasPrefix(clean, "../")) && !img.opts.AllowUnsafePaths {
-		return "", &blockio.InvalidError{What: "extent path", Value: name, Reason: "extent paths leaving the image directory are refused (Options.AllowUnsafePaths)"}
+	if img.opts.AllowUnsafePaths {
+		return filepath.Join(img.opts.Dir, name), nil
 	}
-	return filepath.Join(img.opts.Dir, name), nil
+	escape := &blockio.InvalidError{What: "extent path", Value: name, Reason: "extent paths leaving the image directory are refused (Options.AllowUnsafePaths)"}
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", escape
+	}
+	p := filepath.Join(img.opts.Dir, name)
+	// A symbolic link must not lead out of the directory either.
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		dir := img.opts.Dir
+		if dir == "" {
+			dir = "."
+		}
+		if rdir, err := filepath.EvalSymlinks(dir); err == nil {
+			rel, err := filepath.Rel(rdir, real)
+			if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				return "", escape
+			}
+		}
+	}
+	return p, nil
 }
 
 // infoPath mimics QEMU's path_combine for the extent filename in Info.
@@ -408,5 +432,3 @@ func (img *Image) closeExtents(first blockio.Device) {
 		img.parent.Close()
 	}
 }
-
-var errStreamWrite = errors.New("vmdk: stream-optimized images are written only sequentially through a new stream image")

@@ -135,3 +135,8 @@ func TestParentLoopRefused(t *testing.T) {
 		t.Fatalf("self reference: %v", err)
 	}
 }
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

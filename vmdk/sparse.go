@@ -558,10 +558,35 @@ type statusRun struct {
 }
 
 func (s *sparseExtent) status(off, n int64) (statusRun, error) {
-	var ents [64]uint32
+	var ents [512]uint32
 	var r statusRun
+	add := func(l int64, k int, host int64) bool {
+		if r.length == 0 {
+			r = statusRun{length: l, kind: k, host: host}
+			return true
+		}
+		if k != r.kind || (r.host >= 0) != (host >= 0) || (host >= 0 && host != r.host+r.length) {
+			return false
+		}
+		r.length += l
+		return true
+	}
 	for n > 0 {
 		g := off / s.grainBytes
+		gi := g / s.gtes
+		s.mu.Lock()
+		unallocGT := gi < int64(len(s.gd)) && s.gd[gi] == 0
+		s.mu.Unlock()
+		if unallocGT {
+			// A whole grain table's range is unallocated.
+			l := min(n, (gi+1)*s.gtes*s.grainBytes-off)
+			if !add(l, 0, -1) {
+				return r, nil
+			}
+			off += l
+			n -= l
+			continue
+		}
 		cnt, err := s.entries(g, (off+n-1)/s.grainBytes-g+1, ents[:])
 		if err != nil {
 			return r, err
@@ -580,12 +605,8 @@ func (s *sparseExtent) status(off, n int64) (statusRun, error) {
 				host = int64(e)*sectorSize + in
 			}
 			l := min(n, s.grainBytes-in)
-			if r.length == 0 {
-				r = statusRun{length: l, kind: k, host: host}
-			} else if k != r.kind || (r.host >= 0) != (host >= 0) || (host >= 0 && host != r.host+r.length) {
+			if !add(l, k, host) {
 				return r, nil
-			} else {
-				r.length += l
 			}
 			off += l
 			n -= l

@@ -107,9 +107,20 @@ func (s *sparseExtent) writeAt(p []byte, off int64, back backingFunc) error {
 // start. It returns how many request bytes it consumed.
 func (s *sparseExtent) fillNewGrains(p []byte, off, g, k int64, old []uint32, start int64, back backingFunc) (int64, error) {
 	gStart := g * s.grainBytes
-	buf := make([]byte, k*s.grainBytes)
 	in := off - gStart
-	n := min(int64(len(p)), int64(len(buf))-in)
+	if in == 0 && int64(len(p)) >= k*s.grainBytes {
+		// Whole grains: write the caller's bytes directly.
+		n := k * s.grainBytes
+		return n, s.writeHost(p[:n], start*sectorSize)
+	}
+	total := k * s.grainBytes
+	n := min(int64(len(p)), total-in)
+	if total > 1<<20 {
+		// Huge grains (up to 1 GiB): fill around the request in chunks
+		// rather than building the whole grain in memory.
+		return n, s.fillChunked(p[:n], gStart, in, total, old, start, back)
+	}
+	buf := make([]byte, total)
 	fill := func(lo, hi int64, e uint32) error { // buf-relative
 		if lo >= hi {
 			return nil
@@ -122,7 +133,7 @@ func (s *sparseExtent) fillNewGrains(p []byte, off, g, k int64, old []uint32, st
 	if err := fill(0, in, old[0]); err != nil {
 		return 0, err
 	}
-	if err := fill(in+n, int64(len(buf)), old[k-1]); err != nil {
+	if err := fill(in+n, total, old[k-1]); err != nil {
 		return 0, err
 	}
 	copy(buf[in:], p[:n])
@@ -130,6 +141,37 @@ func (s *sparseExtent) fillNewGrains(p []byte, off, g, k int64, old []uint32, st
 		return 0, err
 	}
 	return n, nil
+}
+
+// fillChunked writes new grains [gStart, gStart+total) at sector start as
+// head fill, request data, tail fill, using at most 1 MiB of memory.
+func (s *sparseExtent) fillChunked(p []byte, gStart, in, total int64, old []uint32, start int64, back backingFunc) error {
+	host := start * sectorSize
+	buf := make([]byte, min(total, 1<<20))
+	fill := func(lo, hi int64, e uint32) error {
+		for lo < hi {
+			c := buf[:min(hi-lo, int64(len(buf)))]
+			if e == gteUnallocated && back != nil {
+				if err := back(c, gStart+lo); err != nil {
+					return err
+				}
+			} else {
+				clear(c)
+			}
+			if err := s.writeHost(c, host+lo); err != nil {
+				return err
+			}
+			lo += int64(len(c))
+		}
+		return nil
+	}
+	if err := fill(0, in, old[0]); err != nil {
+		return err
+	}
+	if err := s.writeHost(p, host+in); err != nil {
+		return err
+	}
+	return fill(in+int64(len(p)), total, old[len(old)-1])
 }
 
 func (s *sparseExtent) writeHost(p []byte, host int64) error {
@@ -208,7 +250,7 @@ func (s *sparseExtent) flushMeta() error {
 	s.mu.Lock()
 	if len(s.dirty) == 0 {
 		s.mu.Unlock()
-		return s.dev.Flush()
+		return nil // the caller flushes the file itself when it must be durable
 	}
 	var ws []tw
 	for gi := range s.dirty {
@@ -236,6 +278,14 @@ func (s *sparseExtent) flushMeta() error {
 			_, err = s.dev.WriteAt(w.data, int64(w.red)*sectorSize)
 		}
 		newGD = newGD || w.newGDEntry
+	}
+	if err == nil && s.cowd {
+		// Keep the COWD header's free-sector field past our allocations.
+		var b [4]byte
+		s.mu.Lock()
+		binary.LittleEndian.PutUint32(b[:], uint32(s.nextSec))
+		s.mu.Unlock()
+		_, err = s.dev.WriteAt(b[:], 28)
 	}
 	if err == nil && newGD {
 		err = s.dev.Flush()

@@ -22,7 +22,8 @@ import (
 // Grains are compressed by a pool of goroutines and appended in guest
 // order by one writer goroutine. Writes must come in increasing offset
 // order (a write may not touch a grain before the one the previous write
-// ended in); all-zero grains are not stored.
+// ended in); all-zero grains are not stored. Concurrent writers are
+// serialized, but only in-order writes succeed.
 type streamWriter struct {
 	dev        blockio.Device
 	hdr        sparseHeader
@@ -31,7 +32,8 @@ type streamWriter struct {
 	gtes       int64
 	level      int
 
-	// producer state (caller goroutine)
+	// producer state, guarded by pmu
+	pmu    sync.Mutex
 	cur    int64 // grain being assembled, -1 none
 	buf    []byte
 	dirty  bool
@@ -224,6 +226,11 @@ func (s *streamWriter) emitGT() error {
 
 // writeAt accepts guest data in increasing order.
 func (s *streamWriter) writeAt(p []byte, off int64) (int, error) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.closed {
+		return 0, blockio.ErrClosed
+	}
 	if err := s.getErr(); err != nil {
 		return 0, err
 	}
@@ -251,7 +258,7 @@ func (s *streamWriter) writeAt(p []byte, off int64) (int, error) {
 func (s *streamWriter) writeZeroes(off, n int64) error {
 	for n > 0 {
 		l := min(n, int64(len(zeroBuf)))
-		if _, err := s.writeAt(zeroBuf[:l], off); err != nil {
+		if _, err := s.writeAt(zeroBuf[:l], off); err != nil { // zero grains are dropped
 			return err
 		}
 		off += l
@@ -293,6 +300,8 @@ func (s *streamWriter) flush() error {
 
 // finish writes the trailing metadata and closes the pipeline.
 func (s *streamWriter) finish() error {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	if s.closed {
 		return s.getErr()
 	}

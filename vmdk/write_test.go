@@ -146,3 +146,34 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("check: %+v %v", res, err)
 	}
 }
+
+// TestHugeGrains writes into an extent with 4 MiB grains (chunked COW
+// fill) and no preallocated grain tables, and checks against a model.
+func TestHugeGrains(t *testing.T) {
+	const size = 64 << 20
+	h := sparseHeader{Version: 1, Flags: flagNLDetect, Capacity: size / 512, GrainSize: 8192,
+		DescOffset: 0, NumGTEsPerGT: 4, GDOffset: 1, OverHead: 8192}
+	mem := blockio.NewMem(8192 * 512)
+	mem.WriteAt(h.marshal(), 0)
+	img, err := Open(mem, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(model, size)
+	rng := rand.New(rand.NewPCG(3, 3))
+	randomWrites(t, img, m, rng, 40, 100<<10)
+	checkModel(t, img, m)
+	if err := img.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	clone, _ := mem.Clone()
+	img2, err := Open(clone, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, img2, m)
+	res, err := img2.Check(context.Background())
+	if err != nil || res.Corruptions != 0 || res.Leaks != 0 {
+		t.Fatalf("check %+v %v", res, err)
+	}
+}
