@@ -29,7 +29,8 @@ func bmWriteOffsets(size int64, n int) []int64 {
 // granularity. set-reset alternates Set and Reset of the same write (every
 // op flips a bit and updates the summaries); set-dirty sets an already
 // dirty group; markdirty goes through the dirty-bitmap Set (lock + one
-// recording bitmap).
+// recording bitmap); markdirty-none is the hook on a device without
+// bitmaps.
 func BenchmarkHBitmapSet(b *testing.B) {
 	offs := bmWriteOffsets(bmTiB, 4096)
 	b.Run("set-reset", func(b *testing.B) {
@@ -73,6 +74,16 @@ func BenchmarkHBitmapSet(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			h.Set(offs[i&4095], bmWriteSize)
+			i++
+		}
+	})
+	// The write-path hook of a device without dirty bitmaps: no lock.
+	b.Run("markdirty-none", func(b *testing.B) {
+		s, _ := bitmap.NewSet(bmTiB)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.MarkDirty(offs[i&4095], bmWriteSize)
 			i++
 		}
 	})

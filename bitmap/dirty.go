@@ -3,6 +3,7 @@ package bitmap
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // MaxNameLen is the longest bitmap name accepted (QEMU's limit, and what
@@ -35,12 +36,16 @@ type Set struct {
 	mu      sync.Mutex
 	size    int64
 	bitmaps []*DirtyBitmap // creation order
+	// count mirrors len(bitmaps) (written under mu) so that MarkDirty on
+	// a device without bitmaps — the common case — takes no lock.
+	count atomic.Int32
 }
 
 // DirtyBitmap is one bitmap of a Set. Its methods lock the Set. A handle
 // stays usable until the bitmap is removed or released; afterwards every
 // changing method fails with ErrReleased, MarkDirty skips it and its
 // iterators end (plain queries still answer from its last contents).
+// Every method is safe for concurrent use (each locks the Set's mutex).
 type DirtyBitmap struct {
 	set          *Set
 	hb           *HBitmap
@@ -57,6 +62,8 @@ type DirtyBitmap struct {
 
 // AddOptions configures Set.Add; the zero value is an enabled,
 // non-persistent bitmap at DefaultGranularity(0) = 64 KiB.
+// AddOptions is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type AddOptions struct {
 	Granularity int64 // bytes; power of two in [512, 2^31]; 0 = 64 KiB
 	Persistent  bool  // stored in the image on close (qcow2 bitmaps)
@@ -110,7 +117,7 @@ func (s *Set) Add(name string, opts AddOptions) (*DirtyBitmap, error) {
 		disabled: opts.Disabled, persistent: opts.Persistent,
 		readOnly: opts.ReadOnly, inconsistent: opts.Inconsistent,
 	}
-	s.bitmaps = append(s.bitmaps, bm)
+	s.addLocked(bm)
 	return bm, nil
 }
 
@@ -185,6 +192,11 @@ func (bm *DirtyBitmap) Release() error {
 	return nil
 }
 
+func (s *Set) addLocked(bm *DirtyBitmap) {
+	s.bitmaps = append(s.bitmaps, bm)
+	s.count.Store(int32(len(s.bitmaps)))
+}
+
 func (s *Set) dropLocked(bm *DirtyBitmap) {
 	for i, b := range s.bitmaps {
 		if b == bm {
@@ -192,6 +204,7 @@ func (s *Set) dropLocked(bm *DirtyBitmap) {
 			break
 		}
 	}
+	s.count.Store(int32(len(s.bitmaps)))
 	bm.released = true
 }
 
@@ -199,8 +212,13 @@ func (s *Set) dropLocked(bm *DirtyBitmap) {
 // write-zeroes or discard of [off, off+n) on the device (whether or not it
 // succeeded). Every recording bitmap (enabled, consistent, writable — which
 // includes the successor of a frozen bitmap) gets the range set. Ranges are
-// clipped to the device. One short critical section; no allocation.
+// clipped to the device. One short critical section; no allocation; no
+// lock at all while the Set has no bitmap (a call racing with Add is
+// ordered before it).
 func (s *Set) MarkDirty(off, n int64) {
+	if s.count.Load() == 0 {
+		return
+	}
 	s.mu.Lock()
 	for _, bm := range s.bitmaps {
 		if bm.recordingLocked() {
@@ -584,6 +602,9 @@ func (bm *DirtyBitmap) Update(fn func(*HBitmap) error) error {
 // becomes invalid (not even by Abdicate, Truncate or Release: a released
 // bitmap just ends the walk). Bits set behind its position are picked up by
 // another pass; loop until Count is 0 to converge.
+// A DirtyIterator is safe for concurrent use with the Set's writers and jobs
+// (each step locks the Set); one iterator should be driven by one goroutine
+// at a time, as its position is shared.
 type DirtyIterator struct {
 	bm *DirtyBitmap
 	it Iterator

@@ -23,8 +23,10 @@
 //   - Summaries and Count stay exact during deserialization (QEMU leaves
 //     them stale until hbitmap_deserialize_finish), so a half-loaded bitmap
 //     can be queried safely; DeserializeFinish just re-verifies.
-//   - Iterators hold only a position: they stay valid across any change,
-//     including Truncate, and also return bits set ahead of them.
+//   - Iterators hold a position plus a cached cursor into the summary
+//     levels that a change counter validates: they stay valid across any
+//     change, including Truncate, and also return bits set ahead of them
+//     (QEMU's iterator misses those and is invalidated by truncation).
 //
 // Why plain []uint64 levels rather than github.com/bits-and-blooms/bitset:
 // the hot paths (Set/Reset of one write, the summary climb of the iterator)

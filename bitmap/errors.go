@@ -42,6 +42,8 @@ var (
 // StateError reports an operation refused because of a bitmap's state.
 // Unwrap yields the sentinel (ErrFrozen, ErrBusy, ErrInconsistent,
 // ErrReadOnly, ErrReleased, ErrNoSuccessor, ErrExists, ErrNotFound).
+// StateError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type StateError struct {
 	Op   string // "clear", "remove", "create-successor", ...
 	Name string // bitmap name ("" for anonymous bitmaps)

@@ -198,164 +198,144 @@ func (h *HBitmap) ResetAll() {
 func maskFrom(lo uint64) uint64 { return ^uint64(0) << (lo & 63) }
 func maskTo(hi uint64) uint64   { return ^uint64(0) >> (63 - hi&63) }
 
-// setBits sets stored bits [first, last] and propagates to the summaries.
-// It reports whether any stored bit changed.
+// orRange sets bits [first, last] of words. It returns how many bits were
+// newly set and whether any touched word was zero before (its summary bit
+// above must then be set).
+func orRange(words []uint64, first, last uint64) (added int, fromZero bool) {
+	fw, lw := first>>6, last>>6
+	if fw == lw {
+		return orWord(words, first, last)
+	}
+	old := words[fw]
+	m := maskFrom(first)
+	added = bits.OnesCount64(m &^ old)
+	words[fw] = old | m
+	fromZero = old == 0
+	mid := words[fw+1 : lw]
+	for i, o := range mid {
+		added += 64 - bits.OnesCount64(o)
+		fromZero = fromZero || o == 0
+		mid[i] = ^uint64(0)
+	}
+	old = words[lw]
+	m = maskTo(last)
+	added += bits.OnesCount64(m &^ old)
+	words[lw] = old | m
+	return added, fromZero || old == 0
+}
+
+// orWord is orRange for first and last in the same word (small enough to
+// inline on the Set hot path).
+func orWord(words []uint64, first, last uint64) (added int, fromZero bool) {
+	m := maskFrom(first) & maskTo(last)
+	old := words[first>>6]
+	words[first>>6] = old | m
+	return bits.OnesCount64(m &^ old), old == 0
+}
+
+// clearRange clears bits [first, last] of words. It returns how many set
+// bits were cleared, whether a touched word became zero, and the range of
+// word indices [upFirst, upLast] that are now zero — the summary bits above
+// that may be cleared (empty when upFirst > upLast).
+func clearRange(words []uint64, first, last uint64) (removed int, toZero bool, upFirst, upLast uint64) {
+	fw, lw := first>>6, last>>6
+	if fw == lw {
+		return clearWord(words, first, last)
+	}
+	upFirst, upLast = fw, lw
+	old := words[fw]
+	nw := old &^ maskFrom(first)
+	removed = bits.OnesCount64(old ^ nw)
+	words[fw] = nw
+	toZero = nw == 0 && old != 0
+	if nw != 0 {
+		upFirst++
+	}
+	mid := words[fw+1 : lw]
+	for i, o := range mid {
+		if o != 0 {
+			removed += bits.OnesCount64(o)
+			toZero = true
+			mid[i] = 0
+		}
+	}
+	old = words[lw]
+	nw = old &^ maskTo(last)
+	removed += bits.OnesCount64(old ^ nw)
+	words[lw] = nw
+	toZero = toZero || (nw == 0 && old != 0)
+	if nw != 0 {
+		upLast--
+	}
+	return removed, toZero, upFirst, upLast
+}
+
+// clearWord is clearRange for first and last in the same word (small
+// enough to inline on the Reset hot path).
+func clearWord(words []uint64, first, last uint64) (removed int, toZero bool, upFirst, upLast uint64) {
+	w := first >> 6
+	old := words[w]
+	nw := old &^ (maskFrom(first) & maskTo(last))
+	words[w] = nw
+	if nw != 0 {
+		return bits.OnesCount64(old ^ nw), false, w + 1, w
+	}
+	return bits.OnesCount64(old), old != 0, w, w
+}
+
+// setBits sets stored bits [first, last] and propagates to the summaries:
+// a summary bit is set when its word below went from zero to non-zero. It
+// reports whether any stored bit changed.
 func (h *HBitmap) setBits(first, last uint64) bool {
 	lv := len(h.levels) - 1
-	words := h.levels[lv]
-	fw, lw := first>>6, last>>6
 	var added int
 	var fromZero bool
-	if fw == lw {
-		m := maskFrom(first) & maskTo(last)
-		old := words[fw]
-		added = bits.OnesCount64(m &^ old)
-		words[fw] = old | m
-		fromZero = old == 0
+	if first>>6 == last>>6 { // the common small write, inlined
+		added, fromZero = orWord(h.levels[lv], first, last)
 	} else {
-		old := words[fw]
-		m := maskFrom(first)
-		added = bits.OnesCount64(m &^ old)
-		words[fw] = old | m
-		fromZero = old == 0
-		mid := words[fw+1 : lw]
-		for i, o := range mid {
-			added += 64 - bits.OnesCount64(o)
-			fromZero = fromZero || o == 0
-			mid[i] = ^uint64(0)
-		}
-		old = words[lw]
-		m = maskTo(last)
-		added += bits.OnesCount64(m &^ old)
-		words[lw] = old | m
-		fromZero = fromZero || old == 0
+		added, fromZero = orRange(h.levels[lv], first, last)
 	}
 	h.count += uint64(added)
 	if fromZero && lv > 0 {
-		h.setSummary(lv-1, fw, lw)
+		h.gen++
+		for fromZero && lv > 0 {
+			first, last, lv = first>>6, last>>6, lv-1
+			if first>>6 == last>>6 {
+				_, fromZero = orWord(h.levels[lv], first, last)
+			} else {
+				_, fromZero = orRange(h.levels[lv], first, last)
+			}
+		}
 	}
 	return added != 0
 }
 
-// setSummary sets bits [first, last] of level lv and above as needed.
-func (h *HBitmap) setSummary(lv int, first, last uint64) {
-	h.gen++
-	for {
-		words := h.levels[lv]
-		fw, lw := first>>6, last>>6
-		fromZero := false
-		if fw == lw {
-			old := words[fw]
-			words[fw] = old | maskFrom(first)&maskTo(last)
-			fromZero = old == 0
-		} else {
-			fromZero = words[fw] == 0 || words[lw] == 0
-			words[fw] |= maskFrom(first)
-			for i := fw + 1; i < lw; i++ {
-				fromZero = fromZero || words[i] == 0
-				words[i] = ^uint64(0)
-			}
-			words[lw] |= maskTo(last)
-		}
-		if !fromZero || lv == 0 {
-			return
-		}
-		lv--
-		first, last = fw, lw
-	}
-}
-
 // resetBits clears stored bits [first, last] and propagates to the
-// summaries. It reports whether any stored bit changed.
+// summaries: a summary bit is cleared only when its word below became
+// entirely zero. It reports whether any stored bit changed.
 func (h *HBitmap) resetBits(first, last uint64) bool {
 	lv := len(h.levels) - 1
-	words := h.levels[lv]
-	fw, lw := first>>6, last>>6
 	var removed int
 	var toZero bool
-	upFirst, upLast := fw, lw
-	if fw == lw {
-		m := maskFrom(first) & maskTo(last)
-		old := words[fw]
-		removed = bits.OnesCount64(old & m)
-		nw := old &^ m
-		words[fw] = nw
-		toZero = nw == 0 && old != 0
+	var upFirst, upLast uint64
+	if first>>6 == last>>6 { // the common small write, inlined
+		removed, toZero, upFirst, upLast = clearWord(h.levels[lv], first, last)
 	} else {
-		old := words[fw]
-		nw := old &^ maskFrom(first)
-		removed = bits.OnesCount64(old ^ nw)
-		words[fw] = nw
-		toZero = nw == 0 && old != 0
-		if nw != 0 {
-			upFirst++
-		}
-		mid := words[fw+1 : lw]
-		for i, o := range mid {
-			if o != 0 {
-				removed += bits.OnesCount64(o)
-				toZero = true
-				mid[i] = 0
-			}
-		}
-		old = words[lw]
-		nw = old &^ maskTo(last)
-		removed += bits.OnesCount64(old ^ nw)
-		words[lw] = nw
-		toZero = toZero || (nw == 0 && old != 0)
-		if nw != 0 {
-			upLast--
-		}
+		removed, toZero, upFirst, upLast = clearRange(h.levels[lv], first, last)
 	}
 	h.count -= uint64(removed)
 	if toZero && lv > 0 && upFirst <= upLast {
-		h.resetSummary(lv-1, upFirst, upLast)
+		h.gen++
+		for toZero && lv > 0 && upFirst <= upLast {
+			lv--
+			if upFirst>>6 == upLast>>6 {
+				_, toZero, upFirst, upLast = clearWord(h.levels[lv], upFirst, upLast)
+			} else {
+				_, toZero, upFirst, upLast = clearRange(h.levels[lv], upFirst, upLast)
+			}
+		}
 	}
 	return removed != 0
-}
-
-// resetSummary clears bits [first, last] of level lv (their words below
-// are all zero) and propagates upwards.
-func (h *HBitmap) resetSummary(lv int, first, last uint64) {
-	h.gen++
-	for {
-		words := h.levels[lv]
-		fw, lw := first>>6, last>>6
-		toZero := false
-		upFirst, upLast := fw, lw
-		if fw == lw {
-			old := words[fw]
-			nw := old &^ (maskFrom(first) & maskTo(last))
-			words[fw] = nw
-			toZero = nw == 0 && old != 0
-		} else {
-			old := words[fw]
-			nw := old &^ maskFrom(first)
-			words[fw] = nw
-			toZero = nw == 0 && old != 0
-			if nw != 0 {
-				upFirst++
-			}
-			for i := fw + 1; i < lw; i++ {
-				if words[i] != 0 {
-					toZero = true
-					words[i] = 0
-				}
-			}
-			old = words[lw]
-			nw = old &^ maskTo(last)
-			words[lw] = nw
-			toZero = toZero || (nw == 0 && old != 0)
-			if nw != 0 {
-				upLast--
-			}
-		}
-		if !toZero || lv == 0 || upFirst > upLast {
-			return
-		}
-		lv--
-		first, last = upFirst, upLast
-	}
 }
 
 // rebuildSummary recomputes the summary bits for the stored words

@@ -123,48 +123,71 @@ func (h *HBitmap) NextDirtyArea(from, maxLen int64) (off, n int64, ok bool) {
 		return 0, 0, false
 	}
 	off = max(from, int64(b<<h.shift))
-	limit := h.nbits
+	return off, h.areaLen(off, h.nextClear(b+1, h.areaLimit(off, maxLen)), maxLen), true
+}
+
+// areaLimit returns the group after the last one an area starting at byte
+// off may reach: nbits, or less when maxLen > 0 caps the area.
+func (h *HBitmap) areaLimit(off, maxLen int64) uint64 {
 	if maxLen > 0 && maxLen < h.size-off {
-		// Last group the capped area can touch, plus one.
-		limit = (uint64(off+maxLen-1) >> h.shift) + 1
+		return (uint64(off+maxLen-1) >> h.shift) + 1
 	}
-	e := h.nextClear(b+1, limit)
+	return h.nbits
+}
+
+// areaLen returns the length of the dirty area starting at byte off whose
+// first clean group is e, clipped to Size and to maxLen when maxLen > 0.
+func (h *HBitmap) areaLen(off int64, e uint64, maxLen int64) int64 {
 	end := h.size
 	if e < h.nbits && int64(e<<h.shift) < end {
 		end = int64(e << h.shift)
 	}
-	n = end - off
+	n := end - off
 	if maxLen > 0 && n > maxLen {
 		n = maxLen
 	}
-	return off, n, true
+	return n
 }
 
 // Iterator walks the dirty groups of an HBitmap in increasing order. It
-// holds only a position, not a snapshot: it stays valid while bits change,
-// and across Truncate. Bits reset before the iterator reaches them are not
+// holds a position, not a snapshot: it stays valid while bits change, and
+// across Truncate. Bits reset before the iterator reaches them are not
 // returned; bits set ahead of its position are returned; bits set behind it
 // are not (seek back, or loop until Count is 0, to catch them).
 //
+// Besides the position it caches a cursor into the summary levels (as
+// QEMU's iterator does): for every summary level, the bits of the word on
+// the current path that lie after it. While no summary bit changes (the
+// bitmap's gen counter is unchanged) the next non-empty stored word is found
+// from the cursor without re-reading the levels above, so a sparse walk
+// touches about one summary word and one stored word per dirty area. Any
+// change that may alter a summary bit invalidates the cursor, which is then
+// rebuilt from the position in O(levels).
+//
 // An Iterator follows the goroutine-safety of its HBitmap: use it under the
-// same lock as the writers (Set's DirtyIterator does that for you).
+// same lock as the writers (Set's DirtyIterator does that for you). Copies
+// of an Iterator are independent (each has its own position and cursor).
 type Iterator struct {
 	h   *HBitmap
 	pos int64 // next byte offset to examine
-	// wi is pos's stored-word index when wiOK. Keeping it separately (it
-	// comes from the summary levels, not from the stored word's contents)
-	// lets the CPU start the search for the next area before the current
-	// stored word has arrived from memory.
+
+	// Cursor, valid when ok && gen == h.gen: wi is the stored word the
+	// walk is in (the one containing pos, or one the walk has moved to
+	// past empty words) and cur[lv], for each summary level lv < L-1, holds
+	// the bits of level lv's path word strictly after the path. Visiting a
+	// word never clears cur bits of words not yet visited, so set bits
+	// ahead of the walk are always found.
+	ok   bool
+	gen  uint64
 	wi   uint64
-	wiOK bool
-	// Look-ahead: the first non-empty stored word after word aheadFrom is
-	// aheadW (aheadOK: there is one), valid while h.gen == aheadGen. The
-	// iterator touches that word early so its cache miss overlaps the
-	// current area's work.
-	aheadFrom, aheadW, aheadGen uint64
-	aheadOK, aheadSet           bool
-	sink                        uint64
+	top  int      // index of the stored level
+	last []uint64 // the stored level
+	cur  [maxLevels]uint64
+	sink uint64 // keeps prefetching loads alive
 }
+
+// maxLevels bounds the levels of an HBitmap: MaxBits = 2^41 bits need 7.
+const maxLevels = 8
 
 // Iterator returns an iterator positioned at byte offset from.
 func (h *HBitmap) Iterator(from int64) Iterator {
@@ -173,22 +196,139 @@ func (h *HBitmap) Iterator(from int64) Iterator {
 
 // MoveTo moves the iterator to byte offset off.
 func (it *Iterator) MoveTo(off int64) {
-	it.pos, it.wiOK, it.aheadSet = max(off, 0), false, false
+	it.pos, it.ok = max(off, 0), false
 }
 
 // Pos returns the offset the next search starts from.
 func (it *Iterator) Pos() int64 { return it.pos }
+
+// initCursor builds the cursor for stored word wi from the live summaries.
+func (it *Iterator) initCursor(wi uint64) {
+	h := it.h
+	top := len(h.levels) - 1
+	idx := wi // index at level lv+1 of the path word
+	for lv := top - 1; lv >= 0; lv-- {
+		it.cur[lv] = h.levels[lv][idx>>6] & (^uint64(0) << (idx & 63) << 1)
+		idx >>= 6
+	}
+	it.wi, it.gen, it.ok = wi, h.gen, true
+	it.top, it.last = top, h.levels[top]
+}
+
+// emptyNext reports whether the cursor (valid, not at the top level) knows
+// that stored word wi, the one after the cursor's word, is empty: it lies
+// under the same summary word and its summary bit is clear.
+func (it *Iterator) emptyNext(wi uint64) bool {
+	return it.top > 0 && wi == it.wi+1 && wi&63 != 0 && it.cur[it.top-1]&(1<<(wi&63)) == 0
+}
+
+// nextWord advances the cursor to the next non-empty stored word after
+// it.wi and returns its index; false when there is none.
+func (it *Iterator) nextWord() (uint64, bool) {
+	top := it.top
+	// Fast path: another non-empty word under the same summary word.
+	if c := it.cur[top-1]; c != 0 {
+		it.cur[top-1] = c & (c - 1)
+		it.wi = it.wi&^63 | uint64(bits.TrailingZeros64(c))
+		return it.wi, true
+	}
+	h := it.h
+	lv := top - 2
+	for lv >= 0 && it.cur[lv] == 0 {
+		lv--
+	}
+	if lv < 0 {
+		return 0, false
+	}
+	c := it.cur[lv]
+	idx := it.wi>>(6*uint(top-lv-1))&^63 | uint64(bits.TrailingZeros64(c))
+	it.cur[lv] = c & (c - 1)
+	for lv++; lv < top; lv++ {
+		w := h.levels[lv][idx]
+		if w == 0 { // cannot happen while the invariant holds
+			return it.slowNext(idx << (6 * uint(top-lv)))
+		}
+		it.cur[lv] = w & (w - 1)
+		if lv == top-2 {
+			it.prefetch(idx<<6, w&(w-1))
+		}
+		idx = idx<<6 | uint64(bits.TrailingZeros64(w))
+	}
+	it.wi = idx
+	return idx, true
+}
+
+// prefetch touches the summary words below the set bits of m (a word of
+// level L-3 whose bit 0 stands for summary word base) and the first stored
+// word below each, so that the cache misses of the next several dirty
+// areas overlap instead of being paid one after another.
+func (it *Iterator) prefetch(base, m uint64) {
+	h := it.h
+	sum, last := h.levels[len(h.levels)-2], h.last()
+	var s uint64
+	for ; m != 0; m &= m - 1 {
+		i := base | uint64(bits.TrailingZeros64(m))
+		w := sum[i]
+		s += last[i<<6|uint64(bits.TrailingZeros64(w|1<<63))]
+	}
+	it.sink += s
+}
+
+// slowNext is the fallback should the summaries ever disagree with the
+// stored words: a plain search from stored bit pos.
+func (it *Iterator) slowNext(pos uint64) (uint64, bool) {
+	it.ok = false
+	b, ok := it.h.scanSet(pos)
+	return b >> 6, ok
+}
+
+// seek returns the first dirty stored bit >= b (b < nbits) and the live
+// stored word containing it, positioning the cursor on that word.
+func (it *Iterator) seek(b uint64) (bit, w uint64, ok bool) {
+	h := it.h
+	wi := b >> 6
+	if !it.ok || it.gen != h.gen {
+		it.initCursor(wi)
+	} else if wi != it.wi {
+		if wi == it.wi+1 && wi&63 != 0 {
+			// The next word under the same summary word: it is now
+			// visited, so drop it from the cursor.
+			it.cur[it.top-1] &^= 1 << (wi & 63)
+			it.wi = wi
+		} else {
+			it.initCursor(wi)
+		}
+	}
+	last := it.last
+	w = last[wi] & maskFrom(b)
+	if w == 0 {
+		if it.top == 0 {
+			return 0, 0, false
+		}
+		if wi, ok = it.nextWord(); !ok {
+			return 0, 0, false
+		}
+		if w = last[wi]; w == 0 { // cannot happen while the invariant holds
+			b, ok := h.scanSet(wi << 6)
+			if !ok {
+				return 0, 0, false
+			}
+			it.ok = false
+			return b, last[b>>6], true
+		}
+	}
+	return wi<<6 | uint64(bits.TrailingZeros64(w)), w, true
+}
 
 // Next returns the offset of the next dirty group (its first byte, or the
 // iterator position when that lies inside the group) and advances past the
 // group. It returns -1 when no dirty group remains.
 func (it *Iterator) Next() int64 {
 	h := it.h
-	it.wiOK = false
 	if it.pos >= h.size {
 		return -1
 	}
-	b, ok := h.nextSet(uint64(it.pos) >> h.shift)
+	b, _, ok := it.seek(uint64(it.pos) >> h.shift)
 	if !ok {
 		it.pos = h.size
 		return -1
@@ -210,71 +350,69 @@ func (it *Iterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 	if pos >= h.size {
 		return 0, 0, false
 	}
-	last := h.levels[len(h.levels)-1]
 	b := uint64(pos) >> h.shift
-	wi := b >> 6
-	if it.wiOK && it.wi < uint64(len(last)) {
-		wi = it.wi // == wi; see the field's comment
-	}
-	it.wiOK = false
-	// Find the run's first word: the rest of the current word, else the
-	// next non-empty word through the summary levels.
-	w := last[wi] & maskFrom(b)
-	if w == 0 {
-		if len(h.levels) == 1 {
-			it.pos = h.size
-			return 0, 0, false
-		}
-		var next uint64
-		var found bool
-		if it.aheadSet && it.aheadFrom == wi && it.aheadGen == h.gen {
-			next, found = it.aheadW, it.aheadOK
+	var start, w uint64
+	if wi := b >> 6; it.ok && it.gen == h.gen && it.top > 0 && (wi == it.wi || it.emptyNext(wi)) {
+		// Fast path (the cursor is on pos's word, or pos is in the next
+		// word and the cursor knows that word is empty): the rest of
+		// the word, else the next non-empty word under the same
+		// summary word, else the general search.
+		last := it.last
+		if wi != it.wi {
+			wi, w = it.wi, 0
 		} else {
-			next, found = h.nextSetAt(len(h.levels)-2, wi+1)
+			w = last[wi] & maskFrom(b)
 		}
-		if !found {
-			it.pos = h.size
-			return 0, 0, false
+		if w == 0 {
+			t1 := (it.top - 1) & (maxLevels - 1)
+			if c := it.cur[t1]; c != 0 {
+				// Next non-empty word under the same summary word.
+				it.cur[t1] = c & (c - 1)
+				wi = wi&^63 | uint64(bits.TrailingZeros64(c))
+				it.wi = wi
+			} else if c := it.cur[(t1-1)&(maxLevels-1)]; t1 > 0 && c != 0 {
+				// Next non-empty summary word under the same word
+				// two levels up.
+				it.cur[(t1-1)&(maxLevels-1)] = c & (c - 1)
+				si := wi>>6&^63 | uint64(bits.TrailingZeros64(c))
+				sw := h.levels[t1][si]
+				if sw == 0 { // cannot happen while the invariant holds
+					it.ok = false
+					return it.NextArea(maxLen)
+				}
+				it.cur[t1] = sw & (sw - 1)
+				wi = si<<6 | uint64(bits.TrailingZeros64(sw))
+				it.wi = wi
+			} else if wi, ok = it.nextWord(); !ok {
+				it.pos = h.size
+				return 0, 0, false
+			}
+			w = last[wi]
 		}
-		wi = next
-		w = last[wi]
-		if w == 0 { // cannot happen while the invariant holds
+		if w != 0 {
+			start = wi<<6 | uint64(bits.TrailingZeros64(w))
+			ok = true
+		}
+	}
+	if !ok {
+		if start, w, ok = it.seek(b); !ok {
 			it.pos = h.size
 			return 0, 0, false
 		}
 	}
-	if len(h.levels) > 1 && (!it.aheadSet || it.aheadFrom != wi || it.aheadGen != h.gen) {
-		it.aheadW, it.aheadOK = h.nextSetAt(len(h.levels)-2, wi+1)
-		it.aheadFrom, it.aheadGen, it.aheadSet = wi, h.gen, true
-		if it.aheadOK {
-			it.sink += last[it.aheadW]
-		}
-	}
-	start := wi<<6 | uint64(bits.TrailingZeros64(w))
 	off = max(pos, int64(start<<h.shift))
 	// Find its end: usually inside the same word.
 	var e uint64
 	if rest := ^w & maskFrom(start); rest != 0 {
-		e = wi<<6 | uint64(bits.TrailingZeros64(rest))
+		e = start&^63 | uint64(bits.TrailingZeros64(rest))
+	} else if wi := start >> 6; it.ok && it.wi == wi && it.emptyNext(wi+1) {
+		// The run reaches the end of its word and the summary says
+		// the next word is clean: no need to load it.
+		e = (wi + 1) << 6
 	} else {
-		limit := h.nbits
-		if maxLen > 0 && maxLen < h.size-off {
-			limit = (uint64(off+maxLen-1) >> h.shift) + 1
-		}
-		e = h.nextClear((wi+1)<<6, limit)
+		e = h.nextClear(start&^63+64, h.areaLimit(off, maxLen))
 	}
-	end := h.size
-	if e < h.nbits && int64(e<<h.shift) < end {
-		end = int64(e << h.shift)
-	}
-	n = end - off
-	if maxLen > 0 && n > maxLen {
-		n = maxLen
-	}
+	n = h.areaLen(off, e, maxLen)
 	it.pos = off + n
-	if e>>6 == wi && n == end-off {
-		// The run ended inside word wi, so the new position is in it.
-		it.wi, it.wiOK = wi, true
-	}
 	return off, n, true
 }

@@ -5,6 +5,8 @@ package bitmap
 // (QEMU 3.0, our "busy") and inconsistent (QEMU 4.0) are later additions
 // of the same enum. When several apply the precedence is
 // inconsistent > frozen > locked > disabled > active.
+// Status is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Status string
 
 // Status values.
@@ -30,6 +32,8 @@ const (
 // BlockDirtyInfo is the schema's BlockDirtyInfo (query-block's
 // "dirty-bitmaps" entries): Name is omitted for anonymous bitmaps, Count is
 // dirty bytes (dirty groups × granularity), Granularity is in bytes.
+// BlockDirtyInfo is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type BlockDirtyInfo struct {
 	Name        string `json:"name,omitempty"`
 	Count       int64  `json:"count"`

@@ -33,7 +33,7 @@ func (bm *DirtyBitmap) CreateSuccessor() (*DirtyBitmap, error) {
 	bm.disabled = true
 	bm.busy = true
 	bm.successor = child
-	bm.set.bitmaps = append(bm.set.bitmaps, child)
+	bm.set.addLocked(child)
 	return child, nil
 }
 

@@ -24,6 +24,7 @@ type Device interface {
 // Discarder is implemented by devices that can deallocate a range. After a
 // successful Discard the range reads back as zeros or as its previous
 // content (a discard is advisory), unless the device documents otherwise.
+// Implementations must be safe for concurrent use, like Device.
 type Discarder interface {
 	Discard(off, n int64) error
 }
@@ -31,6 +32,7 @@ type Discarder interface {
 // ZeroWriter is implemented by devices that can write zeros efficiently.
 // When mayUnmap is true the device may deallocate the range as long as it
 // reads back as zeros afterwards.
+// Implementations must be safe for concurrent use, like Device.
 type ZeroWriter interface {
 	WriteZeroes(off, n int64, mayUnmap bool) error
 }
@@ -39,11 +41,13 @@ type ZeroWriter interface {
 // themselves are allocated. BlockStatus describes the extent starting at
 // off: the returned Extent begins at off and is at most n bytes long (at
 // least one byte unless n is 0).
+// Implementations must be safe for concurrent use, like Device.
 type StatusReporter interface {
 	BlockStatus(off, n int64) (Extent, error)
 }
 
 // Truncater is implemented by devices whose size can change.
+// Implementations must be safe for concurrent use, like Device.
 type Truncater interface {
 	Truncate(size int64, prealloc Prealloc) error
 }

@@ -20,6 +20,8 @@ var (
 )
 
 // RangeError reports a request outside a device's bounds.
+// RangeError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type RangeError struct {
 	Op       string // "read", "write", "discard", ...
 	Off, Len int64
@@ -35,6 +37,8 @@ func (e *RangeError) Unwrap() error { return ErrOutOfRange }
 
 // CorruptError reports an on-disk structure that cannot be right. It names
 // the structure and the byte offset where it was found.
+// CorruptError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type CorruptError struct {
 	Structure string // e.g. "qcow2 header", "L2 table", "grain directory"
 	Offset    int64  // host byte offset of the structure or entry, -1 if unknown
@@ -57,6 +61,8 @@ func Corruptf(structure string, offset int64, format string, args ...any) error 
 }
 
 // InvalidError reports an invalid argument or option value.
+// InvalidError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type InvalidError struct {
 	What   string
 	Value  any
@@ -74,6 +80,8 @@ func (e *InvalidError) Error() string {
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
 // UnsupportedError reports a feature the implementation does not handle.
+// UnsupportedError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type UnsupportedError struct {
 	Feature string
 }
@@ -85,6 +93,8 @@ func (e *UnsupportedError) Unwrap() error { return ErrUnsupported }
 
 // LockedError reports that another process holds a conflicting lock on a
 // file.
+// LockedError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type LockedError struct {
 	Path   string
 	Detail string

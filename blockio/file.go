@@ -3,6 +3,8 @@ package blockio
 // FileOptions configures OpenFile and CreateFile. The zero value opens the
 // file read-write, through the host page cache (cache=writeback), with
 // QEMU-compatible image locking.
+// FileOptions is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type FileOptions struct {
 	// ReadOnly opens the file read-only. Writes, discards, zero writes and
 	// truncation then fail with an error wrapping ErrReadOnly, and only the

@@ -5,6 +5,7 @@ package blockio
 // File is a Device backed by an OS file. It is only implemented on Linux;
 // elsewhere OpenFile and CreateFile fail with ErrUnsupported and a File
 // cannot be obtained.
+// Its methods, like the Linux File's, are safe for concurrent use.
 type File struct{}
 
 func errNoFile() error { return &UnsupportedError{Feature: "OS file devices on this platform"} }

@@ -3,6 +3,8 @@ package blockio
 // ImageInfo describes an image as `qemu-img info --output=json` does; the
 // JSON member names are those of the QAPI schema's ImageInfo. Format
 // packages fill it; cmd/blockimg prints it.
+// ImageInfo is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type ImageInfo struct {
 	Filename              string             `json:"filename"`
 	Format                string             `json:"format"`
@@ -21,6 +23,8 @@ type ImageInfo struct {
 }
 
 // SnapshotInfo is one internal snapshot (the schema's SnapshotInfo).
+// SnapshotInfo is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type SnapshotInfo struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
@@ -35,12 +39,15 @@ type SnapshotInfo struct {
 // ImageInfoSpecific is the schema's ImageInfoSpecific union: Type is the
 // format name ("qcow2", "vmdk") and Data the format's own struct, which
 // marshals with the schema's member names.
+// ImageInfoSpecific is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type ImageInfoSpecific struct {
 	Type string `json:"type"`
 	Data any    `json:"data"`
 }
 
 // Informer is implemented by images that can describe themselves.
+// Implementations must be safe for concurrent use.
 type Informer interface {
 	Info() (ImageInfo, error)
 }

@@ -20,7 +20,10 @@ type Mem struct {
 	closed   bool
 }
 
-// NewMem returns an empty (all zeros) in-memory device of size bytes.
+// NewMem returns an empty (all zeros) in-memory device of size bytes (a
+// negative size is taken as 0). Any size up to math.MaxInt64 is fine: only
+// written chunks use memory, and every operation costs at most the request
+// length or the number of allocated chunks, never the device size.
 func NewMem(size int64) *Mem {
 	if size < 0 {
 		size = 0
@@ -107,8 +110,19 @@ func (m *Mem) writable(op string, off, n int64) error {
 }
 
 // zeroRange clears [off, off+n), freeing whole chunks. Caller holds mu.
+// The cost is bounded by the allocated chunks, not by n: a discard of an
+// exabyte-sized range must not walk its holes.
 func (m *Mem) zeroRange(off, n int64) {
 	end := off + n
+	if n/memChunk > int64(len(m.chunks))+2 {
+		for ci := range m.chunks {
+			s, e := max(ci*memChunk, off), chunkEnd(ci*memChunk, end)
+			if s < e {
+				m.zeroRange(s, e-s) // at most one chunk: the loop below
+			}
+		}
+		return
+	}
 	for off < end {
 		ci, co := off/memChunk, off%memChunk
 		l := min(end-off, memChunk-co)
@@ -158,9 +172,18 @@ func (m *Mem) BlockStatus(off, n int64) (Extent, error) {
 	}
 	end := off + n
 	first := m.chunks[off/memChunk] != nil
-	pos := off
-	for pos < end && (m.chunks[pos/memChunk] != nil) == first {
-		pos = (pos/memChunk + 1) * memChunk
+	var pos int64
+	if first {
+		// A data run is made of allocated chunks: bounded by their number.
+		pos = off
+		for pos < end && m.chunks[pos/memChunk] != nil {
+			pos = chunkEnd(pos-pos%memChunk, end)
+		}
+	} else {
+		pos = end
+		if ci, to := m.nextChunk(off/memChunk+1, (end-1)/memChunk+1); ci < to {
+			pos = ci * memChunk
+		}
 	}
 	pos = min(pos, end)
 	e := Extent{Start: off, Length: pos - off, Data: first, Zero: !first, Allocated: first, Offset: -1}
@@ -168,6 +191,37 @@ func (m *Mem) BlockStatus(off, n int64) (Extent, error) {
 		e.Offset = off
 	}
 	return e, nil
+}
+
+// nextChunk returns the first allocated chunk index in [from, to), or to,
+// and to.
+// It steps through the range when that is shorter than the chunk map and
+// scans the map otherwise, so a huge hole costs O(allocated chunks).
+func (m *Mem) nextChunk(from, to int64) (int64, int64) {
+	if to-from <= int64(len(m.chunks)) {
+		for ci := from; ci < to; ci++ {
+			if m.chunks[ci] != nil {
+				return ci, to
+			}
+		}
+		return to, to
+	}
+	best := to
+	for ci := range m.chunks {
+		if ci >= from && ci < best {
+			best = ci
+		}
+	}
+	return best, to
+}
+
+// chunkEnd returns the end of the chunk starting at start, clipped to end
+// (without overflowing near math.MaxInt64).
+func chunkEnd(start, end int64) int64 {
+	if start >= end-memChunk {
+		return end
+	}
+	return start + memChunk
 }
 
 // Truncate implements Truncater. Growing adds zeros; shrinking drops data.
@@ -223,7 +277,8 @@ func (m *Mem) Close() error {
 	return nil
 }
 
-// Bytes returns a copy of the whole device content (for tests).
+// Bytes returns a copy of the whole device content (for tests; the device
+// must fit in memory).
 func (m *Mem) Bytes() []byte {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

@@ -2,6 +2,8 @@ package blockio
 
 // Extent describes a run of bytes with uniform allocation status. It
 // mirrors QEMU's BlockDeviceMapEntry (qemu-img map --output=json).
+// Extent is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Extent struct {
 	// Start and Length are the guest-visible byte range.
 	Start, Length int64
@@ -26,6 +28,8 @@ func (e Extent) End() int64 { return e.Start + e.Length }
 
 // Prealloc selects how much storage Truncate or image creation reserves.
 // It mirrors QEMU's PreallocMode.
+// Prealloc is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type Prealloc int
 
 const (

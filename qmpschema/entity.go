@@ -3,6 +3,8 @@ package qmpschema
 import "fmt"
 
 // Kind is the meta-type of a schema entity.
+// Kind is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Kind string
 
 // Entity kinds.
@@ -17,6 +19,8 @@ const (
 
 // Member is a member of a struct, of command arguments or of event data.
 // Type is in QAPI notation: a type name, or "[T]" for a list of T.
+// Member is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Member struct {
 	Name     string
 	Type     string
@@ -24,6 +28,8 @@ type Member struct {
 }
 
 // Variant is a branch of a union or an alternate.
+// Variant is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type Variant struct {
 	Name string
 	Type string
@@ -103,10 +109,14 @@ func NewValue(name string) (any, error) {
 
 // Empty is the Go type of absent arguments, data and return values; it
 // encodes as {}.
+// Empty is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Empty struct{}
 
 // Null is the Go type of the QAPI builtin 'null': it encodes as, and
 // decodes only from, JSON null.
+// Null is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Null struct{}
 
 // MarshalJSON returns null.
@@ -121,6 +131,7 @@ func (*Null) UnmarshalJSON(b []byte) error {
 }
 
 // Event is implemented by the generated event data types.
+// Event values are plain data: safe to read from many goroutines.
 type Event interface {
 	EventName() string
 }

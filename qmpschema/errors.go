@@ -9,6 +9,8 @@ import (
 var ErrInvalid = errors.New("qmpschema: invalid value")
 
 // EnumError reports a value an enum does not accept.
+// EnumError is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type EnumError struct {
 	Type  string
 	Value string
@@ -22,6 +24,8 @@ func (e *EnumError) Error() string {
 func (e *EnumError) Unwrap() error { return ErrInvalid }
 
 // MissingMemberError reports a missing union discriminator or data.
+// MissingMemberError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type MissingMemberError struct {
 	Type   string
 	Member string
@@ -36,6 +40,8 @@ func (e *MissingMemberError) Unwrap() error { return ErrInvalid }
 
 // AlternateError reports a JSON value of a kind no branch of an alternate
 // takes.
+// AlternateError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type AlternateError struct {
 	Type string
 	Kind string // JSON kind found: object, array, string, number, boolean, null
@@ -50,6 +56,8 @@ func (e *AlternateError) Unwrap() error { return ErrInvalid }
 
 // BranchError reports, when encoding, a union or alternate whose selected
 // branch is nil (Branch is empty for an alternate with no branch set).
+// BranchError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type BranchError struct {
 	Type   string
 	Branch string

@@ -18,6 +18,23 @@ func decodeEnum(b []byte, typ string) (string, error) {
 	return s, nil
 }
 
+// unmarshalEnum is the UnmarshalJSON of every generated enum type E: it
+// decodes a JSON string into *e, refusing values E does not list.
+func unmarshalEnum[E interface {
+	~string
+	Valid() bool
+}](b []byte, typ string, e *E) error {
+	s, err := decodeEnum(b, typ)
+	if err != nil {
+		return err
+	}
+	if !E(s).Valid() {
+		return &EnumError{Type: typ, Value: s}
+	}
+	*e = E(s)
+	return nil
+}
+
 // jsonKindOf classifies an encoded JSON value by its first byte.
 func jsonKindOf(b []byte) string {
 	b = bytes.TrimLeft(b, " \t\r\n")

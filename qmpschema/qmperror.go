@@ -8,6 +8,8 @@ import (
 // Error is a QMP error reply: {"error": {"class": Class, "desc": Desc}}.
 // Command handlers return it to choose the class; any other error becomes
 // a GenericError with the error's text.
+// Error is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Error struct {
 	Class ErrorClass
 	Desc  string

@@ -19,6 +19,8 @@ const (
 )
 
 // ParseError is a malformed QMP input message; the connection survives it.
+// ParseError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type ParseError struct{ Msg string }
 
 func (e *ParseError) Error() string { return "JSON parse error, " + e.Msg }

@@ -29,15 +29,7 @@ func (e ErrorClass) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *ErrorClass) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "ErrorClass")
-	if err != nil {
-		return err
-	}
-	if !ErrorClass(s).Valid() {
-		return &EnumError{Type: "ErrorClass", Value: s}
-	}
-	*e = ErrorClass(s)
-	return nil
+	return unmarshalEnum(b, "ErrorClass", e)
 }
 
 // IoOperationType is the QAPI enum IoOperationType.
@@ -61,15 +53,7 @@ func (e IoOperationType) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *IoOperationType) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "IoOperationType")
-	if err != nil {
-		return err
-	}
-	if !IoOperationType(s).Valid() {
-		return &EnumError{Type: "IoOperationType", Value: s}
-	}
-	*e = IoOperationType(s)
-	return nil
+	return unmarshalEnum(b, "IoOperationType", e)
 }
 
 // VersionTriple is the QAPI struct VersionTriple.
@@ -147,15 +131,7 @@ func (e ImageInfoSpecificKind) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *ImageInfoSpecificKind) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "ImageInfoSpecificKind")
-	if err != nil {
-		return err
-	}
-	if !ImageInfoSpecificKind(s).Valid() {
-		return &EnumError{Type: "ImageInfoSpecificKind", Value: s}
-	}
-	*e = ImageInfoSpecificKind(s)
-	return nil
+	return unmarshalEnum(b, "ImageInfoSpecificKind", e)
 }
 
 // ImageInfoSpecific is the QAPI simple union ImageInfoSpecific, {"type": branch, "data": value} on
@@ -315,15 +291,7 @@ func (e BlockDeviceIoStatus) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockDeviceIoStatus) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockDeviceIoStatus")
-	if err != nil {
-		return err
-	}
-	if !BlockDeviceIoStatus(s).Valid() {
-		return &EnumError{Type: "BlockDeviceIoStatus", Value: s}
-	}
-	*e = BlockDeviceIoStatus(s)
-	return nil
+	return unmarshalEnum(b, "BlockDeviceIoStatus", e)
 }
 
 // BlockDeviceMapEntry is the QAPI struct BlockDeviceMapEntry.
@@ -358,15 +326,7 @@ func (e DirtyBitmapStatus) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *DirtyBitmapStatus) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "DirtyBitmapStatus")
-	if err != nil {
-		return err
-	}
-	if !DirtyBitmapStatus(s).Valid() {
-		return &EnumError{Type: "DirtyBitmapStatus", Value: s}
-	}
-	*e = DirtyBitmapStatus(s)
-	return nil
+	return unmarshalEnum(b, "DirtyBitmapStatus", e)
 }
 
 // BlockDirtyInfo is the QAPI struct BlockDirtyInfo.
@@ -436,15 +396,7 @@ func (e BlockdevOnError) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockdevOnError) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockdevOnError")
-	if err != nil {
-		return err
-	}
-	if !BlockdevOnError(s).Valid() {
-		return &EnumError{Type: "BlockdevOnError", Value: s}
-	}
-	*e = BlockdevOnError(s)
-	return nil
+	return unmarshalEnum(b, "BlockdevOnError", e)
 }
 
 // MirrorSyncMode is the QAPI enum MirrorSyncMode.
@@ -470,15 +422,7 @@ func (e MirrorSyncMode) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *MirrorSyncMode) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "MirrorSyncMode")
-	if err != nil {
-		return err
-	}
-	if !MirrorSyncMode(s).Valid() {
-		return &EnumError{Type: "MirrorSyncMode", Value: s}
-	}
-	*e = MirrorSyncMode(s)
-	return nil
+	return unmarshalEnum(b, "MirrorSyncMode", e)
 }
 
 // BlockJobType is the QAPI enum BlockJobType.
@@ -504,15 +448,7 @@ func (e BlockJobType) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockJobType) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockJobType")
-	if err != nil {
-		return err
-	}
-	if !BlockJobType(s).Valid() {
-		return &EnumError{Type: "BlockJobType", Value: s}
-	}
-	*e = BlockJobType(s)
-	return nil
+	return unmarshalEnum(b, "BlockJobType", e)
 }
 
 // BlockJobInfo is the QAPI struct BlockJobInfo.
@@ -549,15 +485,7 @@ func (e NewImageMode) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *NewImageMode) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "NewImageMode")
-	if err != nil {
-		return err
-	}
-	if !NewImageMode(s).Valid() {
-		return &EnumError{Type: "NewImageMode", Value: s}
-	}
-	*e = NewImageMode(s)
-	return nil
+	return unmarshalEnum(b, "NewImageMode", e)
 }
 
 // BlockdevSnapshot is the QAPI struct BlockdevSnapshot.
@@ -627,15 +555,7 @@ func (e BlockdevDiscardOptions) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockdevDiscardOptions) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockdevDiscardOptions")
-	if err != nil {
-		return err
-	}
-	if !BlockdevDiscardOptions(s).Valid() {
-		return &EnumError{Type: "BlockdevDiscardOptions", Value: s}
-	}
-	*e = BlockdevDiscardOptions(s)
-	return nil
+	return unmarshalEnum(b, "BlockdevDiscardOptions", e)
 }
 
 // BlockdevDetectZeroesOptions is the QAPI enum BlockdevDetectZeroesOptions.
@@ -660,15 +580,7 @@ func (e BlockdevDetectZeroesOptions) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockdevDetectZeroesOptions) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockdevDetectZeroesOptions")
-	if err != nil {
-		return err
-	}
-	if !BlockdevDetectZeroesOptions(s).Valid() {
-		return &EnumError{Type: "BlockdevDetectZeroesOptions", Value: s}
-	}
-	*e = BlockdevDetectZeroesOptions(s)
-	return nil
+	return unmarshalEnum(b, "BlockdevDetectZeroesOptions", e)
 }
 
 // BlockdevAioOptions is the QAPI enum BlockdevAioOptions.
@@ -692,15 +604,7 @@ func (e BlockdevAioOptions) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockdevAioOptions) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockdevAioOptions")
-	if err != nil {
-		return err
-	}
-	if !BlockdevAioOptions(s).Valid() {
-		return &EnumError{Type: "BlockdevAioOptions", Value: s}
-	}
-	*e = BlockdevAioOptions(s)
-	return nil
+	return unmarshalEnum(b, "BlockdevAioOptions", e)
 }
 
 // BlockdevCacheOptions is the QAPI struct BlockdevCacheOptions.
@@ -757,15 +661,7 @@ func (e BlockdevDriver) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockdevDriver) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockdevDriver")
-	if err != nil {
-		return err
-	}
-	if !BlockdevDriver(s).Valid() {
-		return &EnumError{Type: "BlockdevDriver", Value: s}
-	}
-	*e = BlockdevDriver(s)
-	return nil
+	return unmarshalEnum(b, "BlockdevDriver", e)
 }
 
 // BlockdevOptionsBase is the QAPI struct BlockdevOptionsBase.
@@ -837,15 +733,7 @@ func (e Qcow2OverlapCheckMode) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *Qcow2OverlapCheckMode) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "Qcow2OverlapCheckMode")
-	if err != nil {
-		return err
-	}
-	if !Qcow2OverlapCheckMode(s).Valid() {
-		return &EnumError{Type: "Qcow2OverlapCheckMode", Value: s}
-	}
-	*e = Qcow2OverlapCheckMode(s)
-	return nil
+	return unmarshalEnum(b, "Qcow2OverlapCheckMode", e)
 }
 
 // Qcow2OverlapCheckFlags is the QAPI struct Qcow2OverlapCheckFlags.
@@ -985,15 +873,7 @@ func (e BlkdebugEvent) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlkdebugEvent) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlkdebugEvent")
-	if err != nil {
-		return err
-	}
-	if !BlkdebugEvent(s).Valid() {
-		return &EnumError{Type: "BlkdebugEvent", Value: s}
-	}
-	*e = BlkdebugEvent(s)
-	return nil
+	return unmarshalEnum(b, "BlkdebugEvent", e)
 }
 
 // BlkdebugInjectErrorOptions is the QAPI struct BlkdebugInjectErrorOptions.
@@ -1049,15 +929,7 @@ func (e QuorumReadPattern) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *QuorumReadPattern) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "QuorumReadPattern")
-	if err != nil {
-		return err
-	}
-	if !QuorumReadPattern(s).Valid() {
-		return &EnumError{Type: "QuorumReadPattern", Value: s}
-	}
-	*e = QuorumReadPattern(s)
-	return nil
+	return unmarshalEnum(b, "QuorumReadPattern", e)
 }
 
 // BlockdevOptionsQuorum is the QAPI struct BlockdevOptionsQuorum.
@@ -1467,15 +1339,7 @@ func (e BlockErrorAction) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *BlockErrorAction) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "BlockErrorAction")
-	if err != nil {
-		return err
-	}
-	if !BlockErrorAction(s).Valid() {
-		return &EnumError{Type: "BlockErrorAction", Value: s}
-	}
-	*e = BlockErrorAction(s)
-	return nil
+	return unmarshalEnum(b, "BlockErrorAction", e)
 }
 
 // PreallocMode is the QAPI enum PreallocMode.
@@ -1501,13 +1365,5 @@ func (e PreallocMode) Valid() bool {
 
 // UnmarshalJSON decodes a JSON string and refuses unknown values.
 func (e *PreallocMode) UnmarshalJSON(b []byte) error {
-	s, err := decodeEnum(b, "PreallocMode")
-	if err != nil {
-		return err
-	}
-	if !PreallocMode(s).Valid() {
-		return &EnumError{Type: "PreallocMode", Value: s}
-	}
-	*e = PreallocMode(s)
-	return nil
+	return unmarshalEnum(b, "PreallocMode", e)
 }

@@ -16,6 +16,7 @@ import (
 // Open returns a new device of size bytes for one subtest. It fails the
 // test (t.Fatal) when it cannot. The suite closes the device; Open may
 // register further cleanup with t.Cleanup.
+// An Open function is called from the test goroutine only.
 type Open func(t *testing.T, size int64) blockio.Device
 
 // OnBase builds the device under test on top of base. With create it
@@ -23,6 +24,7 @@ type Open func(t *testing.T, size int64) blockio.Device
 // an image format); without, it opens the device already on base (a
 // crash image) and may ignore size. Devices that are their own storage,
 // like blockio.Mem, return base itself.
+// Called from the test goroutine only.
 type OnBase func(t *testing.T, base blockio.Device, size int64, create bool) blockio.Device
 
 // Identity is an OnBase for devices that are their own storage: it returns
@@ -34,6 +36,8 @@ func Identity(t *testing.T, base blockio.Device, size int64, create bool) blocki
 
 // Options tunes the suite. The zero value runs everything on 4 MiB
 // read-write devices with 512-byte sectors.
+// Options is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type Options struct {
 	// Size is the device size passed to Open; 0 means 4 MiB.
 	Size int64
@@ -506,32 +510,45 @@ func (s *suite) readConsistency(t *testing.T) {
 	}
 	// Concurrent readers see the same content.
 	if !s.o.NoConcurrency {
-		var wg sync.WaitGroup
-		errs := make(chan string, 8)
-		for g := 0; g < 8; g++ {
-			wg.Add(1)
-			go func(g int) {
-				defer wg.Done()
-				r := s.rng(100 + uint64(g))
-				for i := 0; i < s.o.iters(50); i++ {
-					off, n := randRange(r, size, 64<<10)
-					got := make([]byte, n)
-					if _, err := d.ReadAt(got, off); err != nil {
-						errs <- err.Error()
-						return
-					}
-					if !bytes.Equal(got, whole[off:off+n]) {
-						errs <- fmt.Sprintf("concurrent ReadAt(%d, %d) disagrees", off, n)
-						return
-					}
+		parallel(t, 8, func(g int) error {
+			r := s.rng(100 + uint64(g))
+			for i := 0; i < s.o.iters(50); i++ {
+				off, n := randRange(r, size, 64<<10)
+				got := make([]byte, n)
+				if _, err := d.ReadAt(got, off); err != nil {
+					return err
 				}
-			}(g)
-		}
-		wg.Wait()
-		close(errs)
-		for e := range errs {
-			t.Fatal(e)
-		}
+				if !bytes.Equal(got, whole[off:off+n]) {
+					return fmt.Errorf("concurrent ReadAt(%d, %d) disagrees", off, n)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// parallel runs fn(0) ... fn(workers-1) in their own goroutines and fails
+// the test with the errors they return once all have finished.
+func parallel(t *testing.T, workers int, fn func(g int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(g); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 
@@ -576,49 +593,36 @@ func (s *suite) concurrentDisjoint(t *testing.T) {
 		off += n
 	}
 	model := make([]byte, size)
-	var wg sync.WaitGroup
-	errs := make(chan string, workers)
-	for g := 0; g < workers; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			r := s.rng(200 + uint64(g))
-			mine := segs[g]
-			if len(mine) == 0 {
-				return
+	parallel(t, workers, func(g int) error {
+		r := s.rng(200 + uint64(g))
+		mine := segs[g]
+		if len(mine) == 0 {
+			return nil
+		}
+		for i := 0; i < s.o.iters(60); i++ {
+			sg := mine[r.IntN(len(mine))]
+			a := r.Int64N(sg.n)
+			n := 1 + r.Int64N(sg.n-a)
+			if r.IntN(3) == 0 { // often touch the segment edges
+				a, n = 0, sg.n
 			}
-			for i := 0; i < s.o.iters(60); i++ {
-				sg := mine[r.IntN(len(mine))]
-				a := r.Int64N(sg.n)
-				n := 1 + r.Int64N(sg.n-a)
-				if r.IntN(3) == 0 { // often touch the segment edges
-					a, n = 0, sg.n
-				}
-				off := sg.off + a
-				p := make([]byte, n)
-				fill(r, p)
-				if _, err := d.WriteAt(p, off); err != nil {
-					errs <- fmt.Sprintf("worker %d: WriteAt(%d, %d): %v", g, off, n, err)
-					return
-				}
-				copy(model[off:], p) // disjoint per worker: no race
-				got := make([]byte, n)
-				if _, err := d.ReadAt(got, off); err != nil {
-					errs <- fmt.Sprintf("worker %d: ReadAt(%d, %d): %v", g, off, n, err)
-					return
-				}
-				if !bytes.Equal(got, p) {
-					errs <- fmt.Sprintf("worker %d: read back of %d+%d: %s", g, off, n, diff(got, p, off))
-					return
-				}
+			off := sg.off + a
+			p := make([]byte, n)
+			fill(r, p)
+			if _, err := d.WriteAt(p, off); err != nil {
+				return fmt.Errorf("worker %d: WriteAt(%d, %d): %w", g, off, n, err)
 			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Fatal(e)
-	}
+			copy(model[off:], p) // disjoint per worker: no race
+			got := make([]byte, n)
+			if _, err := d.ReadAt(got, off); err != nil {
+				return fmt.Errorf("worker %d: ReadAt(%d, %d): %w", g, off, n, err)
+			}
+			if !bytes.Equal(got, p) {
+				return fmt.Errorf("worker %d: read back of %d+%d: %s", g, off, n, diff(got, p, off))
+			}
+		}
+		return nil
+	})
 	if got := mustRead(t, d, 0, size); !bytes.Equal(got, model) {
 		t.Fatalf("after concurrent disjoint writes: %s", diff(got, model, 0))
 	}
@@ -636,26 +640,15 @@ func (s *suite) concurrentOverlap(t *testing.T) {
 		lo := r.Int64N(span / 2)
 		ranges[g] = rg{lo, lo + 1 + r.Int64N(span-lo)}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan string, workers)
-	for g := 0; g < workers; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			p := bytes.Repeat([]byte{byte(g + 1)}, int((ranges[g].hi-ranges[g].lo)*sec))
-			for i := 0; i < s.o.iters(40); i++ {
-				if _, err := d.WriteAt(p, ranges[g].lo*sec); err != nil {
-					errs <- err.Error()
-					return
-				}
+	parallel(t, workers, func(g int) error {
+		p := bytes.Repeat([]byte{byte(g + 1)}, int((ranges[g].hi-ranges[g].lo)*sec))
+		for i := 0; i < s.o.iters(40); i++ {
+			if _, err := d.WriteAt(p, ranges[g].lo*sec); err != nil {
+				return err
 			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Fatal(e)
-	}
+		}
+		return nil
+	})
 	got := mustRead(t, d, 0, span*sec)
 	for sn := int64(0); sn < span; sn++ {
 		b := got[sn*sec : (sn+1)*sec]

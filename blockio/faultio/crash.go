@@ -32,7 +32,9 @@ const SectorSize = 512
 //
 // CrashDevice is safe for concurrent use. Writes, flushes and crashes are
 // serialised with each other; reads go straight to the base. The memory it
-// uses grows with the amount of unflushed data.
+// uses grows with the amount of unflushed data: a write, discard or zero
+// write of n bytes keeps up to 2n bytes until the next Flush, so it is a
+// tool for tests, not for terabyte-sized requests.
 type CrashDevice struct {
 	base blockio.Device
 
@@ -87,8 +89,24 @@ func (c *CrashDevice) UnflushedSectors() int {
 // clipped to size.
 func sectorSpan(off, n, size int64) (start, end int64) {
 	start = off / SectorSize * SectorSize
-	end = min((off+n+SectorSize-1)/SectorSize*SectorSize, size)
+	end = off + n // <= size: the caller checked the range
+	if r := end % SectorSize; r != 0 {
+		if size-end < SectorSize-r { // also avoids overflow near MaxInt64
+			end = size
+		} else {
+			end += SectorSize - r
+		}
+	}
 	return start, end
+}
+
+// sectorEnd returns the end of the sector starting at s, clipped to end
+// (without overflowing near math.MaxInt64).
+func sectorEnd(s, end int64) int64 {
+	if s >= end-SectorSize {
+		return end
+	}
+	return s + SectorSize
 }
 
 // logged runs a mutation of [off, off+n) on the base and records the
@@ -107,7 +125,7 @@ func (c *CrashDevice) logged(off, n int64, do func() error) error {
 	start, end := sectorSpan(off, n, size)
 	// Save the durable content of sectors touched for the first time.
 	var pre []byte
-	for s := start; s < end; s += SectorSize {
+	for s := start; s < end; s = sectorEnd(s, end) {
 		if c.sectors[s/SectorSize] != nil {
 			continue
 		}
@@ -117,7 +135,8 @@ func (c *CrashDevice) logged(off, n int64, do func() error) error {
 				return err
 			}
 		}
-		c.sectors[s/SectorSize] = &sectorLog{durable: pre[s-start : min(s+SectorSize, end)-start : min(s+SectorSize, end)-start]}
+		e := sectorEnd(s, end)
+		c.sectors[s/SectorSize] = &sectorLog{durable: pre[s-start : e-start : e-start]}
 	}
 	err := do()
 	// Record what the base holds now, even after a failure: a failed
@@ -131,9 +150,9 @@ func (c *CrashDevice) logged(off, n int64, do func() error) error {
 	}
 	c.seq++
 	c.ops = append(c.ops, c.seq)
-	for s := start; s < end; s += SectorSize {
+	for s := start; s < end; s = sectorEnd(s, end) {
 		l := c.sectors[s/SectorSize]
-		e := min(s+SectorSize, end)
+		e := sectorEnd(s, end)
 		l.versions = append(l.versions, version{seq: c.seq, data: post[s-start : e-start : e-start]})
 	}
 	return err

@@ -3,6 +3,7 @@ package faultio_test
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -220,5 +221,39 @@ func TestCrashGenericBase(t *testing.T) {
 	}
 	if string(read(t, img, 300000, 7)) != "durable" || !blockio.IsZero(read(t, img, 700000, 4)) {
 		t.Fatal("generic clone wrong")
+	}
+}
+
+// TestCrashSectorSpanNearMaxInt64: a write ending inside the last partial
+// sector of a device whose size is close to math.MaxInt64 must not
+// overflow the sector rounding.
+func TestCrashSectorSpanNearMaxInt64(t *testing.T) {
+	const size = math.MaxInt64
+	c := faultio.NewCrashMem(size)
+	if _, err := c.WriteAt([]byte("tail"), size-10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteAt([]byte("x"), size-1); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.UnflushedSectors(); got != 1 {
+		t.Fatalf("UnflushedSectors = %d, want 1", got)
+	}
+	img, err := c.CrashKeepNone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	if _, err := img.ReadAt(buf, size-10); err != nil || !blockio.IsZero(buf) {
+		t.Fatalf("crash keeping nothing reads %q, %v", buf, err)
+	}
+	if img, err = c.CrashKeepAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.ReadAt(buf, size-10); err != nil || string(buf) != "tail\x00\x00\x00\x00\x00x" {
+		t.Fatalf("crash keeping all reads %q, %v", buf, err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 )
 
 // Op is a set of request kinds.
+// Op is a plain value: safe to copy and to read from many goroutines; do not
+// modify one another goroutine uses.
 type Op uint8
 
 // Request kinds a Rule can match.
@@ -41,6 +43,8 @@ func (o Op) String() string {
 
 // Rule describes when an Injector fails a request. The zero Rule fails
 // every request of every kind with EIO.
+// Rule is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Rule struct {
 	// Ops selects the request kinds the rule matches; 0 means OpAll.
 	Ops Op
@@ -58,6 +62,8 @@ type Rule struct {
 }
 
 // RuleID names a rule added to an Injector.
+// RuleID is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type RuleID int
 
 type ruleState struct {
@@ -91,6 +97,23 @@ func NewInjector(base blockio.Device) *Injector {
 
 // Base returns the wrapped device.
 func (d *Injector) Base() blockio.Device { return d.base }
+
+// overlaps reports whether the request [off, off+n) and the rule range
+// [roff, roff+rlen) (n, rlen > 0) share a byte, without computing either
+// end, so ranges reaching math.MaxInt64 (Len = math.MaxInt64 for "from Off
+// to the end") work. Requests at negative offsets never match.
+func overlaps(off, n, roff, rlen int64) bool {
+	switch {
+	case off < 0:
+		return false
+	case roff <= 0:
+		return rlen+roff > off // rule covers [0, roff+rlen); no overflow: roff <= 0 < rlen
+	case off >= roff:
+		return off-roff < rlen
+	default:
+		return roff-off < n
+	}
+}
 
 // Add installs a rule and returns its id.
 func (d *Injector) Add(r Rule) RuleID {
@@ -172,10 +195,8 @@ func (d *Injector) check(op Op, off, n int64) error {
 		if ops&op == 0 {
 			continue
 		}
-		if r.Len > 0 {
-			if off < 0 || off >= r.Off+r.Len || (off < r.Off && r.Off-off >= max(n, 1)) {
-				continue
-			}
+		if r.Len > 0 && !overlaps(off, max(n, 1), r.Off, r.Len) {
+			continue
 		}
 		r.seen++
 		if fail != nil || r.seen < r.Nth || (r.Once && r.fired > 0) {

@@ -2,6 +2,7 @@ package faultio_test
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"syscall"
 	"testing"
@@ -137,5 +138,38 @@ func TestOpString(t *testing.T) {
 	}
 	if s := faultio.Op(0).String(); s != "none" {
 		t.Fatal(s)
+	}
+}
+
+// TestInjectRangeToEnd: a rule with Len = math.MaxInt64 ("from Off to the
+// end") and requests near the top of the offset space must match by
+// overlap, not by an overflowing Off+Len.
+func TestInjectRangeToEnd(t *testing.T) {
+	const size = math.MaxInt64
+	d := faultio.NewInjector(blockio.NewMem(size))
+	d.Add(faultio.Rule{Ops: faultio.OpWrite, Off: 1 << 40, Len: math.MaxInt64})
+	p := []byte("data")
+	for _, c := range []struct {
+		off  int64
+		fail bool
+	}{
+		{0, false},
+		{1<<40 - 4, false},
+		{1<<40 - 3, true}, // overlaps the rule's first byte
+		{1 << 40, true},
+		{size - 4, true},
+	} {
+		_, err := d.WriteAt(p, c.off)
+		if got := errors.Is(err, syscall.EIO); got != c.fail {
+			t.Errorf("write at %d: err %v, want failure %v", c.off, err, c.fail)
+		}
+	}
+	d.Clear()
+	d.Add(faultio.Rule{Ops: faultio.OpWrite, Off: -5, Len: 10}) // covers [0, 5)
+	if _, err := d.WriteAt(p, 4); !errors.Is(err, syscall.EIO) {
+		t.Errorf("write at 4 under a rule [-5, 5): %v", err)
+	}
+	if _, err := d.WriteAt(p, 5); err != nil {
+		t.Errorf("write at 5 under a rule [-5, 5): %v", err)
 	}
 }

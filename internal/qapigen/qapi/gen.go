@@ -220,8 +220,7 @@ func (g *gen) enum(w *bytes.Buffer, name, qname string, values []string, doc str
 	}
 	w.WriteString("\treturn false\n}\n\n")
 	fmt.Fprintf(w, "// UnmarshalJSON decodes a JSON string and refuses unknown values.\nfunc (e *%s) UnmarshalJSON(b []byte) error {\n", name)
-	fmt.Fprintf(w, "\ts, err := decodeEnum(b, %q)\n\tif err != nil {\n\t\treturn err\n\t}\n", qname)
-	fmt.Fprintf(w, "\tif !%s(s).Valid() {\n\t\treturn &EnumError{Type: %q, Value: s}\n\t}\n\t*e = %s(s)\n\treturn nil\n}\n\n", name, qname, name)
+	fmt.Fprintf(w, "\treturn unmarshalEnum(b, %q, e)\n}\n\n", qname)
 	return nil
 }
 

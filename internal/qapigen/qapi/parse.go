@@ -15,6 +15,8 @@ const maxDepth = 64
 
 // Object is a parsed QAPI dictionary. Keys keeps the order of the source,
 // which matters for members, enum values and union branches.
+// Object is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Object struct {
 	Keys []string
 	Vals map[string]Value
@@ -28,9 +30,12 @@ func (o *Object) Get(key string) (Value, bool) {
 }
 
 // Value is one of *Object, []Value, string or bool.
+// Values are immutable once parsed: safe to read from many goroutines.
 type Value any
 
 // Expr is one top-level expression of a schema file.
+// Expr is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Expr struct {
 	Obj  *Object
 	File string
@@ -38,6 +43,8 @@ type Expr struct {
 }
 
 // SyntaxError describes malformed schema text.
+// SyntaxError is a plain value: safe to copy and to read from many
+// goroutines; do not modify one another goroutine uses.
 type SyntaxError struct {
 	File string
 	Line int

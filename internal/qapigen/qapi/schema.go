@@ -12,6 +12,8 @@ import (
 var ErrSchema = errors.New("qapi: invalid schema")
 
 // Kind is the meta-type of a schema entity.
+// Kind is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Kind string
 
 // The entity kinds of a QAPI schema.
@@ -25,6 +27,8 @@ const (
 )
 
 // Member is one member of a struct, of command arguments or of event data.
+// Member is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Member struct {
 	Name     string
 	Type     TypeRef
@@ -32,6 +36,8 @@ type Member struct {
 }
 
 // TypeRef names a type: a builtin, a defined type, or a list of one.
+// TypeRef is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type TypeRef struct {
 	Name string
 	List bool
@@ -46,12 +52,16 @@ func (t TypeRef) String() string {
 }
 
 // Variant is one branch of a union or alternate.
+// Variant is a plain value: safe to copy and to read from many goroutines;
+// do not modify one another goroutine uses.
 type Variant struct {
 	Name string
 	Type TypeRef
 }
 
 // Entity is one definition of a schema.
+// Entity is a plain value: safe to copy and to read from many goroutines; do
+// not modify one another goroutine uses.
 type Entity struct {
 	Name string
 	Kind Kind
@@ -74,6 +84,8 @@ type Entity struct {
 }
 
 // Schema is a parsed and checked set of schema files.
+// A loaded Schema is not modified by its methods: safe to read from many
+// goroutines.
 type Schema struct {
 	Entities []*Entity
 	byName   map[string]*Entity
@@ -117,6 +129,7 @@ var Builtins = map[string]string{
 func IsBuiltin(name string) bool { _, ok := Builtins[name]; return ok }
 
 // Loader reads included files; the default reads the OS file system.
+// Load calls its Loader from the calling goroutine only.
 type Loader func(path string) ([]byte, error)
 
 // Load parses the schema file at path and everything it includes (paths of
