@@ -158,7 +158,9 @@ func (img *Image) compress(dst, src []byte) (int, error) {
 	fw, _ := deflaters.Get().(*flate.Writer)
 	if fw == nil {
 		var err error
-		if fw, err = flate.NewWriter(w, flate.DefaultCompression); err != nil {
+		// QEMU inflates with a 4 KiB window (window bits 12): matches must
+		// not reach further back than that.
+		if fw, err = flate.NewWriterWindow(w, 4096); err != nil {
 			return 0, err
 		}
 	} else {

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -195,10 +196,14 @@ func Create(dev blockio.Device, o CreateOptions) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := blockio.Truncate(dev, 0, blockio.PreallocOff); err != nil {
+	if err := blockio.Truncate(dev, 0, blockio.PreallocOff); err == nil {
+		if err := blockio.Truncate(dev, total*cs, blockio.PreallocOff); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, blockio.ErrUnsupported) || dev.Size() < total*cs {
 		return nil, err
-	}
-	if err := blockio.Truncate(dev, total*cs, blockio.PreallocOff); err != nil {
+	} else if err := blockio.WriteZeroes(dev, 0, total*cs, false); err != nil {
+		// A fixed-size device (block device): format it in place.
 		return nil, err
 	}
 	if _, err := dev.WriteAt(hdr, 0); err != nil {
@@ -254,7 +259,9 @@ func Create(dev blockio.Device, o CreateOptions) (*Image, error) {
 	}
 	if prealloc != blockio.PreallocOff {
 		if err := img.preallocate(prealloc); err != nil {
-			img.dev = nil
+			if img.data == o.DataFileDevice {
+				img.data = nil
+			}
 			img.closeAux()
 			return nil, err
 		}

@@ -25,8 +25,12 @@ func (img *Image) Flush() error {
 }
 
 func (img *Image) flushLocked() error {
-	if err := img.syncRefcountsLocked(); err != nil {
-		return err
+	// With lazy refcounts (image marked dirty) refcounts need not reach
+	// the disk before the L2 tables that depend on them.
+	if !img.lazy || img.h.incompat&incDirty == 0 {
+		if err := img.syncRefcountsLocked(); err != nil {
+			return err
+		}
 	}
 	l2s := img.l2c.dirtyTables()
 	if len(l2s) > 0 {
@@ -34,6 +38,9 @@ func (img *Image) flushLocked() error {
 			return err
 		}
 		for _, t := range l2s {
+			if err := img.checkMetaWriteLocked("L2 table", t.off); err != nil {
+				return err
+			}
 			if _, err := img.dev.WriteAt(t.buf, t.off); err != nil {
 				return err
 			}
@@ -45,6 +52,11 @@ func (img *Image) flushLocked() error {
 			return err
 		}
 		if err := img.writeL1Locked(); err != nil {
+			return err
+		}
+	}
+	if img.lazy {
+		if err := img.syncRefcountsLocked(); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"os"
@@ -51,12 +52,28 @@ type Options struct {
 	// table, snapshot and bitmap tables) before they are allocated (0 =
 	// 512 MiB).
 	MemoryLimit int64
+	// NoLazyRefcounts disables lazy refcount updates on images created
+	// with lazy_refcounts=on (QEMU's lazy-refcounts=off). With lazy
+	// refcounts the image is marked dirty on the first write, refcount
+	// blocks are written without ordering against L2 tables, and the
+	// dirty bit is cleared on Close; a crash leaves a dirty image whose
+	// refcounts are rebuilt by the next read-write open.
+	NoLazyRefcounts bool
+	// OverlapCheck is QEMU's overlap-check mode for metadata and data
+	// writes: "none", "constant", "cached" (default, also "") or "all".
+	OverlapCheck string
+	// Repair allows a read-write open of an image marked corrupt so that
+	// Check can repair it; other writes stay refused until Check clears
+	// the corrupt bit.
+	Repair bool
 	// Direct, NoLock and ForceShare are passed to blockio.OpenFile for the
 	// files OpenFile opens (image, data file, backing files): O_DIRECT,
 	// no image locking, and qemu-img -U style shared read-only access.
 	Direct, NoLock, ForceShare bool
 	// OnCorrupt is called when the image is found corrupt at run time and
-	// marked so (the fields of QEMU's BLOCK_IMAGE_CORRUPTED event).
+	// marked so (the fields of QEMU's BLOCK_IMAGE_CORRUPTED event). It runs
+	// with the image's metadata lock held and must not call back into the
+	// Image.
 	OnCorrupt func(CorruptEvent)
 
 	chain []string // absolute paths of images above this one (loop check)
@@ -102,6 +119,7 @@ type Image struct {
 	cShift   uint // compressed: csize shift
 	cMask    uint64
 	cOffMask uint64
+	lazy     bool // lazy refcounts in use
 	hasData  bool // external data file
 	dataRaw  bool
 
@@ -123,6 +141,7 @@ type Image struct {
 	cmpTail    int64 // compressed-packing: next free byte in current cluster
 	cmpTailEnd int64
 	reserved   [][2]int64 // clusters being allocated
+	metaBits   []uint64   // host clusters holding active L2 tables or refcount blocks
 
 	closed atomic.Bool
 	bufs   sync.Pool // cluster-sized []byte
@@ -155,6 +174,9 @@ func OpenFile(path string, opts Options) (*Image, error) {
 func Open(dev blockio.Device, opts Options) (*Image, error) {
 	img := &Image{dev: dev, data: dev, opts: opts, readOnly: opts.ReadOnly}
 	if err := img.open(); err != nil {
+		if img.data == opts.DataFile {
+			img.data = nil // the caller keeps its devices
+		}
 		img.closeAux()
 		return nil, err
 	}
@@ -217,13 +239,16 @@ func (img *Image) open() error {
 	img.cShift = 62 - (img.cbits - 8)
 	img.cMask = 1<<(img.cbits-8) - 1
 	img.cOffMask = 1<<img.cShift - 1
+	img.lazy = h.version >= 3 && h.compat&compatLazy != 0 && !img.opts.NoLazyRefcounts && !img.readOnly
 	img.hasData = h.incompat&incDataFile != 0
 	img.dataRaw = img.hasData && h.autoclear&acDataFileRaw != 0
 	img.zbuf = make([]byte, img.cs)
 	cs := img.cs
 	img.bufs.New = func() any { b := make([]byte, cs); return &b }
 
-	if h.incompat&incCorrupt != 0 && !img.readOnly {
+	if h.incompat&incCorrupt != 0 && !img.readOnly && img.opts.Repair {
+		img.corrupt = true
+	} else if h.incompat&incCorrupt != 0 && !img.readOnly {
 		return &blockio.CorruptError{Structure: "qcow2 image", Offset: -1,
 			Reason: "image is marked corrupt; it can only be opened read-only"}
 	}
@@ -232,7 +257,7 @@ func (img *Image) open() error {
 	}
 
 	// Memory accounting before allocating tables.
-	need := int64(h.l1Size)*8 + int64(h.rtClusters)*cs
+	need := int64(h.l1Size)*8 + int64(h.rtClusters)*cs + int64(h.bitmaps.dirSize)
 	if need > img.memLimit() {
 		return &blockio.InvalidError{What: "qcow2 tables", Value: need, Reason: "exceed the memory limit"}
 	}
@@ -251,6 +276,14 @@ func (img *Image) open() error {
 		return err
 	}
 	img.fileEnd = (fsize + cs - 1) &^ (cs - 1)
+	for _, e := range img.l1 {
+		img.setMeta(int64(e & l1OffsetMask))
+	}
+	for _, e := range img.rt {
+		if off := int64(e & rtOffsetMask); off > 0 && off&(cs-1) == 0 {
+			img.setMeta(off)
+		}
+	}
 	img.setupCaches()
 
 	if img.hasData {
@@ -268,7 +301,7 @@ func (img *Image) open() error {
 		}
 		img.backing = b
 	}
-	if !img.readOnly && h.incompat&incDirty != 0 {
+	if !img.readOnly && h.incompat&incDirty != 0 && !img.corrupt {
 		if err := img.repairDirty(); err != nil {
 			return err
 		}
@@ -453,6 +486,15 @@ func (img *Image) Close() error {
 	var err error
 	if !img.readOnly {
 		err = img.Flush()
+		if err == nil {
+			err = img.markCleanOnClose()
+		}
+		if err == nil && img.dev.Size() > img.fileEnd {
+			// Trim the unused tail left by stepped growth.
+			if e := blockio.Truncate(img.dev, img.fileEnd, blockio.PreallocOff); e != nil && !errors.Is(e, blockio.ErrUnsupported) {
+				err = e
+			}
+		}
 	}
 	img.closed.Store(true)
 	if e := img.closeAux(); err == nil {
@@ -481,3 +523,68 @@ func (img *Image) closeAux() error {
 
 func (img *Image) getBuf() *[]byte  { return img.bufs.Get().(*[]byte) }
 func (img *Image) putBuf(b *[]byte) { img.bufs.Put(b) }
+
+// markCleanOnClose clears the dirty bit set by lazy refcounts once
+// everything (refcounts included) is durable.
+func (img *Image) markCleanOnClose() error {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if !img.lazy || img.h.incompat&incDirty == 0 || img.corrupt {
+		return nil
+	}
+	if err := img.syncRefcountsLocked(); err != nil {
+		return err
+	}
+	if err := img.barrier(); err != nil {
+		return err
+	}
+	return img.setIncompatLocked(img.h.incompat &^ incDirty)
+}
+
+// setIncompatLocked writes the incompatible feature bits durably.
+func (img *Image) setIncompatLocked(v uint64) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	if _, err := img.dev.WriteAt(b[:], 72); err != nil {
+		return err
+	}
+	if err := img.dev.Flush(); err != nil {
+		return err
+	}
+	img.h.incompat = v
+	return nil
+}
+
+// setMeta records that the host cluster at off holds an active L2 table or
+// a refcount block (so the allocator can detect refcounts that claim it is
+// free). Bits are kept only for clusters inside the file.
+func (img *Image) setMeta(off int64) {
+	if off <= 0 || off >= img.fileEnd {
+		return
+	}
+	c := off >> img.cbits
+	for int64(len(img.metaBits))*64 <= c {
+		img.metaBits = append(img.metaBits, 0)
+	}
+	img.metaBits[c/64] |= 1 << (c % 64)
+}
+
+func (img *Image) clearMeta(off int64) {
+	c := off >> img.cbits
+	if off > 0 && c/64 < int64(len(img.metaBits)) {
+		img.metaBits[c/64] &^= 1 << (c % 64)
+	}
+}
+
+func (img *Image) isMeta(c int64) bool {
+	return c >= 0 && c/64 < int64(len(img.metaBits)) && img.metaBits[c/64]&(1<<(c%64)) != 0
+}
+
+// Capabilities implemented by *Image.
+var (
+	_ blockio.Device         = (*Image)(nil)
+	_ blockio.Discarder      = (*Image)(nil)
+	_ blockio.ZeroWriter     = (*Image)(nil)
+	_ blockio.StatusReporter = (*Image)(nil)
+	_ blockio.Informer       = (*Image)(nil)
+)

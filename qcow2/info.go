@@ -217,6 +217,7 @@ type Bitmap struct {
 	TableOffset int64
 	TableSize   int64
 	Flags       uint32
+	EntryOffset int64 // host offset of the directory entry
 }
 
 // Bitmaps parses the bitmap directory (empty when there is none).
@@ -257,6 +258,7 @@ func (img *Image) Bitmaps() ([]Bitmap, error) {
 			TableOffset: int64(be.Uint64(e)),
 			TableSize:   int64(be.Uint32(e[8:])),
 			Flags:       flags,
+			EntryOffset: at,
 		})
 		pos += (total + 7) &^ 7
 	}

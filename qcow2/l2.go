@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"github.com/blocklayer/blocklayer/blockio"
 )
@@ -86,6 +87,9 @@ func (img *Image) lookupLocked(off, max int64) (mapping, error) {
 	if host != 0 && host&(img.cs-1) != 0 {
 		return m, img.corruptLocked("L2 table", l2off+eo, "cluster offset %#x unaligned (guest offset %#x)", host, off)
 	}
+	if host != 0 && !img.hasData && img.overlapsMetadataLocked(host) {
+		return m, img.corruptLocked("L2 table", l2off+eo, "data cluster %#x for guest offset %#x overlaps metadata", host, off)
+	}
 	if !img.extL2 {
 		switch {
 		case e&oflagZero != 0 && host == 0 && (!img.hasData || e&oflagCopied == 0):
@@ -163,4 +167,61 @@ func (img *Image) markCorruptLocked(msg string, off, size int64) {
 	if img.opts.OnCorrupt != nil {
 		img.opts.OnCorrupt(CorruptEvent{Msg: msg, Offset: off, Size: size, Fatal: fatal})
 	}
+}
+
+// overlapsMetadataLocked reports whether the host cluster at off holds
+// metadata, per Options.OverlapCheck: "constant" checks the header, the
+// active L1 table, the refcount table, the snapshot table and the bitmap
+// directory; "cached" (the default) also cached L2 tables and refcount
+// blocks; "all" also every L2 table and refcount block; "none" nothing.
+func (img *Image) overlapsMetadataLocked(off int64) bool {
+	mode := img.opts.OverlapCheck
+	if mode == "none" {
+		return false
+	}
+	h := img.h
+	in := func(start, n int64) bool { return n > 0 && off+img.cs > start && off < start+n }
+	if off < img.cs ||
+		in(int64(h.l1Offset), int64(h.l1Size)*8) ||
+		in(int64(h.rtOffset), int64(h.rtClusters)*img.cs) ||
+		(h.nbSnapshots > 0 && in(int64(h.snapshotsOffset), img.cs)) ||
+		(h.hasBitmapsExt && in(int64(h.bitmaps.dirOffset), int64(h.bitmaps.dirSize))) {
+		return true
+	}
+	if mode == "constant" {
+		return false
+	}
+	if img.l2c.m[off] != nil || img.rbc.m[off] != nil {
+		return true
+	}
+	if mode == "all" {
+		for _, e := range img.l1 {
+			if int64(e&l1OffsetMask) == off {
+				return true
+			}
+		}
+		for _, e := range img.rt {
+			if int64(e&rtOffsetMask) == off {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkMetaWriteLocked refuses (and marks the image corrupt) a metadata
+// table write that would land on other fixed metadata.
+func (img *Image) checkMetaWriteLocked(what string, off int64) error {
+	if img.opts.OverlapCheck == "none" {
+		return nil
+	}
+	h := img.h
+	in := func(start, n int64) bool { return n > 0 && off+img.cs > start && off < start+n }
+	if off < img.cs || in(int64(h.l1Offset), int64(h.l1Size)*8) || in(int64(h.rtOffset), int64(h.rtClusters)*img.cs) ||
+		(h.nbSnapshots > 0 && in(int64(h.snapshotsOffset), img.cs)) {
+		msg := fmt.Sprintf("Preventing invalid write on metadata (overlaps with fixed metadata): %s at %#x", what, off)
+		img.markCorruptLocked(msg, off, img.cs)
+		return blockio.Corruptf(what, off, "write would overlap fixed metadata")
+	}
+	return nil
 }

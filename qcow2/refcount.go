@@ -2,6 +2,8 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 
 	"github.com/blocklayer/blocklayer/blockio"
 )
@@ -159,6 +161,7 @@ func (img *Image) newRefBlockLocked(rti int64) (*ctable, error) {
 	img.rbc.markDirty(t)
 	img.rt[rti] = uint64(off)
 	img.rtDirty = true
+	img.setMeta(off)
 	return t, nil
 }
 
@@ -173,10 +176,18 @@ func (img *Image) overlapsMetaLocked(c int64) bool {
 		in(int64(img.h.snapshotsOffset), int64(min(img.h.nbSnapshots, 1))*img.cs)
 }
 
+const growStep = 4 << 20
+
 // growFileLocked makes the file at least end bytes long.
 func (img *Image) growFileLocked(end int64) error {
 	if end > img.dev.Size() {
-		if err := blockio.Truncate(img.dev, end, blockio.PreallocOff); err != nil {
+		// Grow in steps (the sparse tail is trimmed back on Close) so that
+		// sequential allocation does not resize the file for every cluster.
+		target := end + max(growStep, img.cs)
+		if err := blockio.Truncate(img.dev, target, blockio.PreallocOff); err != nil {
+			if errors.Is(err, blockio.ErrUnsupported) {
+				return fmt.Errorf("qcow2: image file cannot grow to %d bytes: %w", end, blockio.ErrNoSpace)
+			}
 			return err
 		}
 	}
@@ -215,6 +226,11 @@ func (img *Image) allocClustersLocked(n int64) (int64, error) {
 	c, err := img.findFreeLocked(img.freeHint, n)
 	if err != nil {
 		return 0, err
+	}
+	for i := range n {
+		if img.isMeta(c + i) {
+			return 0, img.corruptLocked("refcount block", -1, "cluster %#x has refcount 0 but holds an L2 table or refcount block", (c+i)<<img.cbits)
+		}
 	}
 	if c == img.freeHint || n == 1 {
 		img.freeHint = c + n
@@ -321,6 +337,9 @@ func (img *Image) writeRBsLocked() error {
 }
 
 func (img *Image) writebackRB(t *ctable) error {
+	if err := img.checkMetaWriteLocked("refcount block", t.off); err != nil {
+		return err
+	}
 	if _, err := img.dev.WriteAt(t.buf, t.off); err != nil {
 		return err
 	}
@@ -343,10 +362,15 @@ func (img *Image) writeRTLocked() error {
 // writebackL2 writes one dirty L2 table, after making the refcounts
 // (and data) it depends on durable.
 func (img *Image) writebackL2(t *ctable) error {
-	if err := img.syncRefcountsLocked(); err != nil {
-		return err
+	if !img.lazy {
+		if err := img.syncRefcountsLocked(); err != nil {
+			return err
+		}
 	}
 	if err := img.barrier(); err != nil {
+		return err
+	}
+	if err := img.checkMetaWriteLocked("L2 table", t.off); err != nil {
 		return err
 	}
 	if _, err := img.dev.WriteAt(t.buf, t.off); err != nil {

@@ -1,9 +1,24 @@
 package qcow2
 
-import "github.com/blocklayer/blocklayer/blockio"
+import (
+	"context"
 
-// repairDirty rebuilds refcounts of an image whose dirty bit is set
-// before it is written (as QEMU does on a read-write open).
+	"github.com/blocklayer/blocklayer/blockio"
+)
+
+// repairDirty rebuilds the refcounts of an image whose dirty bit is set
+// (lazy refcounts, unclean shutdown) before it is written, as QEMU does on
+// a read-write open, and clears the bit.
 func (img *Image) repairDirty() error {
-	return &blockio.UnsupportedError{Feature: "read-write open of a dirty qcow2 image (open read-only)"}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	res, err := img.checkLocked(context.Background(), CheckOptions{Repair: RepairAll})
+	if err != nil {
+		return err
+	}
+	if res.Corruptions > 0 {
+		return &blockio.CorruptError{Structure: "qcow2 image", Offset: -1,
+			Reason: "dirty image could not be repaired; run check -r all"}
+	}
+	return nil
 }

@@ -27,9 +27,18 @@ func (img *Image) beginWriteLocked() error {
 		if img.hasData {
 			keep = acDataFileRaw
 		}
+		if img.h.hasBitmapsExt && img.h.autoclear&acBitmaps != 0 {
+			// Persistent bitmaps are not maintained by this package: mark
+			// them in use (inconsistent), as QEMU does while it owns them,
+			// so nobody trusts them after our writes. Their clusters stay
+			// referenced.
+			if err := img.markBitmapsInUseLocked(); err == nil {
+				keep |= acBitmaps
+			}
+		}
 		if img.h.autoclear&^keep != 0 {
-			// Bitmaps (bit 0) are not maintained by this package, so like
-			// any writer that does not know them we invalidate them.
+			// Unknown autoclear bits: like any writer that does not know
+			// them we clear them.
 			img.h.autoclear &= keep
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], img.h.autoclear)
@@ -39,6 +48,11 @@ func (img *Image) beginWriteLocked() error {
 			if err := img.dev.Flush(); err != nil {
 				return err
 			}
+		}
+	}
+	if img.lazy && img.h.incompat&incDirty == 0 {
+		if err := img.setIncompatLocked(img.h.incompat | incDirty); err != nil {
+			return err
 		}
 	}
 	img.written = true
@@ -111,8 +125,19 @@ func (img *Image) writeCluster(p []byte, off int64) error {
 			img.mu.Unlock()
 			return err
 		}
+		if img.overlapsMetadataLocked(host) {
+			err := img.corruptLocked("refcount block", -1, "allocated cluster %#x overlaps metadata (refcounts are wrong)", host)
+			img.mu.Unlock()
+			return err
+		}
 	}
 	img.mu.Unlock()
+
+	if img.extL2 && old&oflagCompress == 0 && (reuse || (oldHost == 0 && old&oflagCopied == 0)) {
+		// Subcluster allocation: write only the touched subclusters; the
+		// others keep their state (backing, zero or allocated in place).
+		return img.writeSubclusters(p, off, cstart, host, m.bmap, reuse)
+	}
 
 	bp := img.getBuf()
 	defer img.putBuf(bp)
@@ -143,6 +168,38 @@ func (img *Image) writeCluster(p []byte, off int64) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	return img.setEntryLocked(cstart, uint64(host)|oflagCopied, allAllocated)
+}
+
+func (img *Image) writeSubclusters(p []byte, off, cstart, host int64, bm uint64, reused bool) error {
+	sc := img.scSize
+	s0 := (off - cstart) / sc
+	s1 := (off + int64(len(p)) - 1 - cstart) / sc
+	a := cstart + s0*sc
+	b := min(cstart+(s1+1)*sc, img.size)
+	bp := img.getBuf()
+	defer img.putBuf(bp)
+	buf := (*bp)[:b-a]
+	if off != a || off+int64(len(p)) != b {
+		if err := img.readCluster(buf, a); err != nil {
+			img.abandonLocked(host, reused)
+			return err
+		}
+	}
+	copy(buf[off-a:], p)
+	if img.hasData && host+(b-cstart) > img.data.Size() {
+		if err := blockio.Truncate(img.data, host+(b-cstart), blockio.PreallocOff); err != nil {
+			return err
+		}
+	}
+	if _, err := img.data.WriteAt(buf, host+(a-cstart)); err != nil {
+		img.abandonLocked(host, reused)
+		return err
+	}
+	mask := uint64(1)<<(s1+1) - uint64(1)<<s0
+	nbm := (bm | mask) &^ (mask << 32)
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	return img.setEntryLocked(cstart, uint64(host)|oflagCopied, nbm)
 }
 
 // abandonLocked releases a cluster allocated for a write that failed.
@@ -206,6 +263,7 @@ func (img *Image) l2ForWriteLocked(off int64) (*ctable, int64, error) {
 		img.l2c.markDirty(t)
 		img.l1[l1i] = uint64(noff) | oflagCopied
 		img.markL1DirtyLocked(l1i)
+		img.setMeta(noff)
 		return t, eo, nil
 	}
 	if l1e&oflagCopied == 0 {
@@ -241,6 +299,9 @@ func (img *Image) l2ForWriteLocked(off int64) (*ctable, int64, error) {
 			img.l1[l1i] = uint64(noff) | oflagCopied
 			img.markL1DirtyLocked(l1i)
 			img.freeLocked(l2off, img.cs)
+			img.l2c.drop(l2off)
+			img.clearMeta(l2off)
+			img.setMeta(noff)
 			return t, eo, nil
 		}
 	}
@@ -318,11 +379,14 @@ func (img *Image) zeroCluster(cstart int64, mayUnmap, discard bool) error {
 	host := int64(e & l2OffsetMask)
 	copied := e&oflagCopied != 0
 	if img.dataRaw {
+		// The data file must stay a valid raw image: zero (or punch) the
+		// range there and keep the identity mapping.
+		mapped := m.kind == kNormal && e&oflagCopied != 0
 		img.mu.Unlock()
-		if discard {
-			return nil
+		if !mapped {
+			return img.writeCluster(img.zbuf[:img.validLen(cstart)], cstart)
 		}
-		return img.writeCluster(img.zbuf[:img.validLen(cstart)], cstart)
+		return blockio.WriteZeroes(img.data, cstart, img.validLen(cstart), mayUnmap)
 	}
 	if img.h.version < 3 {
 		if img.backing != nil {
@@ -444,4 +508,27 @@ func (img *Image) writeCompressedCluster(p []byte, off int64) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	return img.setEntryLocked(off, e, 0)
+}
+
+func (img *Image) markBitmapsInUseLocked() error {
+	bms, err := img.Bitmaps()
+	if err != nil {
+		return err
+	}
+	changed := false
+	for _, b := range bms {
+		if b.InUse {
+			continue
+		}
+		var f [4]byte
+		binary.BigEndian.PutUint32(f[:], b.Flags|1)
+		if _, err := img.dev.WriteAt(f[:], b.EntryOffset+12); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if changed {
+		return img.dev.Flush()
+	}
+	return nil
 }
