@@ -1,0 +1,36 @@
+// Command blockimg is a qemu-img work-alike built on blocklayer.
+//
+//	blockimg info [-f fmt] [--output=human|json] [--backing-chain] [-U] FILE
+//	blockimg map [-f fmt] [--output=human|json] [--start-offset=N] [--max-length=N] [-U] FILE
+//	blockimg create [-f fmt] [-o k=v,...] [-b backing -F fmt] [-u] [-q] FILE [SIZE]
+//	blockimg convert [-f fmt] [-O fmt] [-o opts] [-c] [-p] [-q] [-n] [-B backing [-F fmt]]
+//	                 [-S sparse] [-m N] [-W] [-U] SRC DST
+//	blockimg compare [-f fmt] [-F fmt] [-s] [-p] [-q] [-U] A B
+//	blockimg check [-f fmt] [--output=human|json] [-r leaks|all] [-q] [-U] FILE
+//	blockimg io [-f fmt] [-r] [-U] [-c CMD]... FILE
+//
+// Flags, messages, exit codes and JSON output follow qemu-img 7.2 (JSON is
+// byte-identical: members are printed in QEMU's QDict hash order), so
+// scripts and tests can swap one for the other. Sizes take qemu's suffixes
+// (k, M, G, T, P, E; "1.5G"). Formats are probed when -f is absent; a
+// probed raw image refuses writes to its first sector that would make it
+// look like another format, as QEMU does.
+//
+// The io command runs qemu-io style commands: read [-P pattern] [-v] [-q]
+// [-s off -l len] OFF LEN, write [-P pattern | -z [-u] | -s file] [-c] [-q]
+// OFF LEN, discard OFF LEN, flush, length. Their output matches qemu-io's
+// ("wrote 65536/65536 bytes at offset 0" and a timing line); a failed
+// command makes the exit code 1.
+//
+// convert copies with -m parallel workers (default 8) using large aligned
+// buffers allocated once per worker: holes reported by the source's block
+// status are skipped, runs of zeros (-S, default 4 KiB) are detected and
+// left unallocated, writes are issued in order unless -W is given, and
+// compressed output (-c; streamOptimized vmdk) compresses in parallel.
+//
+// The command logic lives in run(args, stdout, stderr), so tests drive it
+// in-process. Each image format is registered from its own file
+// (format_raw.go, format_qcow2.go, format_vmdk.go) with its probe, open,
+// create and check functions; the commands work on blockio.Device and its
+// optional capabilities and are otherwise format-independent.
+package main
