@@ -51,7 +51,8 @@ const (
 
 // LimitsError reports a configuration that QEMU would refuse. Its message
 // is exactly QEMU's error text, so a QMP layer can return it unchanged as
-// a GenericError. It wraps blockio.ErrInvalid.
+// a GenericError. It wraps blockio.ErrInvalid. Immutable once returned:
+// safe to share between goroutines.
 type LimitsError struct {
 	Msg string
 }

@@ -24,7 +24,7 @@ type Member struct {
 }
 
 // MemberStats are a member's counters: requests and bytes admitted (see
-// Member.Stats) and requests queued right now.
+// Member.Stats) and requests queued right now. A plain value, safe to copy.
 type MemberStats struct {
 	Reads, Writes             int64
 	ReadBytes, WriteBytes     int64
@@ -176,13 +176,7 @@ func (m *Member) Leave() {
 		return
 	}
 	for d := range 2 {
-		for m.q[d].head != nil {
-			g.grant(m, d, g.on)
-		}
-		if t := g.armed[d]; t != nil && t.owner == m {
-			t.t.Stop()
-			g.armed[d] = nil
-		}
+		m.releaseLocked(d)
 		if g.tokens[d] == m {
 			next := g.next(m)
 			if next == m {
@@ -220,16 +214,28 @@ func (m *Member) BeginDrain() {
 		return
 	}
 	for d := range 2 {
-		for m.q[d].head != nil {
-			g.grant(m, d, g.on)
-		}
-		if t := g.armed[d]; t != nil && t.owner == m {
-			// The timer would fire into an empty queue; pass the turn now.
-			t.t.Stop()
-			g.armed[d] = nil
+		if m.releaseLocked(d) {
+			// The timer would have fired into an empty queue; pass the
+			// turn now.
 			g.scheduleNext(m, d, false)
 		}
 	}
+}
+
+// releaseLocked admits every queued request of m in direction d (charged
+// to the group while its limits are on) and disarms the direction's timer
+// if it was armed for m, reporting whether it was (g.mu held).
+func (m *Member) releaseLocked(d int) bool {
+	g := m.g
+	for m.q[d].head != nil {
+		g.grant(m, d, g.on)
+	}
+	if t := g.armed[d]; t != nil && t.owner == m {
+		t.t.Stop()
+		g.armed[d] = nil
+		return true
+	}
+	return false
 }
 
 // EndDrain ends a BeginDrain; when the last one ends, m is throttled

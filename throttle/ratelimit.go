@@ -112,7 +112,8 @@ func (r *RateLimiter) calculate(n int64) (time.Duration, chan struct{}) {
 		r.dispatched = 0
 	}
 	if n > 0 {
-		r.dispatched += uint64(n)
+		// Saturate: a wrapped counter would mean "nothing dispatched".
+		r.dispatched = max(r.dispatched+uint64(n), r.dispatched)
 	}
 	if r.dispatched < r.quota {
 		return 0, r.kick

@@ -1,6 +1,8 @@
 package vmdk
 
 import (
+	"sync"
+
 	"github.com/blocklayer/blocklayer/blockio"
 )
 
@@ -25,6 +27,7 @@ type extent struct {
 	sp          *sparseExtent
 	se          *seSparseExtent
 	readOnly    bool
+	growMu      sync.Mutex // serializes growing a flat extent's file
 }
 
 func (e *extent) end() int64 { return e.start + e.size }
@@ -32,21 +35,33 @@ func (e *extent) end() int64 { return e.start + e.size }
 // flatRead reads extent-relative bytes of a flat extent; bytes beyond the
 // end of the file read as zeros.
 func (e *extent) flatRead(p []byte, off int64) error {
-	host := e.flatOff + off
-	fsize := e.dev.Size()
-	if host >= fsize {
+	return readPadded(e.dev, p, e.flatOff+off, e.dev.Size())
+}
+
+// readPadded reads p at off from dev, whose data ends at size: what lies
+// beyond reads as zeros.
+func readPadded(dev blockio.Device, p []byte, off, size int64) error {
+	if off >= size {
 		clear(p)
 		return nil
 	}
-	n := min(int64(len(p)), fsize-host)
-	if _, err := e.dev.ReadAt(p[:n], host); err != nil {
+	n := min(int64(len(p)), size-off)
+	if _, err := dev.ReadAt(p[:n], off); err != nil {
 		return err
 	}
 	clear(p[n:])
 	return nil
 }
 
+// flatGrow extends the file to at least end bytes. The check and the
+// truncation are serialized: two racing writers past the end must not
+// let the smaller truncation undo the larger one (and drop its data).
 func (e *extent) flatGrow(end int64) error {
+	if end <= e.dev.Size() {
+		return nil
+	}
+	e.growMu.Lock()
+	defer e.growMu.Unlock()
 	if end <= e.dev.Size() {
 		return nil
 	}

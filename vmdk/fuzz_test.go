@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -21,6 +22,7 @@ func FuzzParseDescriptor(f *testing.F) {
 	for _, s := range fuzzDescSeeds {
 		f.Add([]byte(s))
 	}
+	f.Add(repeatedExtents(2000, 1<<40)) // thousands of extents
 	f.Fuzz(func(t *testing.T, text []byte) {
 		d, err := ParseDescriptor(text)
 		if err != nil {
@@ -65,6 +67,11 @@ func FuzzOpen(f *testing.F) {
 		f.Add(smem.Bytes())
 	}
 	f.Add(makeCOWD())
+	// Hostile shapes: 1 GiB compressed grains, a 1 TiB directory in a tiny
+	// file, one extent file named hundreds of times.
+	f.Add(hugeCompressedGrain(f))
+	f.Add(bigGDExtent())
+	f.Add(bytes.ReplaceAll(repeatedExtents(300, 16384*512*128), []byte(`"x"`), []byte(`"big"`)))
 	for _, s := range fuzzDescSeeds {
 		f.Add([]byte(s))
 	}
@@ -73,7 +80,13 @@ func FuzzOpen(f *testing.F) {
 			f.Add(b[:min(len(b), 128<<10)])
 		}
 	}
+	big := bigGDExtent()
 	opener := func(path string, ro bool) (blockio.Device, error) {
+		if filepath.Base(path) == "big" {
+			m := blockio.NewMem(int64(len(big)))
+			m.WriteAt(big, 0)
+			return m, nil
+		}
 		if filepath.Base(path) != "x" {
 			return nil, os.ErrNotExist // keeps hostile extent lists cheap
 		}
@@ -86,6 +99,10 @@ func FuzzOpen(f *testing.F) {
 		dev.WriteAt(data, 0)
 		img, err := Open(dev, Options{ReadOnly: true, MaxMetadataMemory: 1 << 20, FileOpener: opener, NoParent: true})
 		if err != nil {
+			if !errors.Is(err, blockio.ErrCorrupt) && !errors.Is(err, blockio.ErrUnsupported) &&
+				!errors.Is(err, blockio.ErrInvalid) && !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("untyped open error: %v", err)
+			}
 			return
 		}
 		defer img.Close()

@@ -24,7 +24,8 @@ type Image struct {
 	extents  []*extent
 	size     int64
 	readOnly bool
-	streamRO bool // has compressed extents: read-only
+	streamRO bool  // has compressed extents: read-only
+	metaUsed int64 // metadata memory charged at open (see limits)
 
 	descDev        blockio.Device
 	descStandalone bool
@@ -110,17 +111,7 @@ func (img *Image) readParent(p []byte, off int64) error {
 	if err := img.checkParent(); err != nil {
 		return err
 	}
-	psize := img.parent.Size()
-	if off >= psize {
-		clear(p)
-		return nil
-	}
-	n := min(int64(len(p)), psize-off)
-	if _, err := img.parent.ReadAt(p[:n], off); err != nil {
-		return err
-	}
-	clear(p[n:])
-	return nil
+	return readPadded(img.parent, p, off, img.parent.Size())
 }
 
 func (img *Image) begin() error {

@@ -25,8 +25,10 @@ type Options struct {
 	// untrusted descriptor could otherwise expose any host file as guest
 	// data.
 	AllowUnsafePaths bool
-	// MaxMetadataMemory caps the memory for grain directories of one
-	// extent (0 = DefaultMaxMetadataMemory).
+	// MaxMetadataMemory caps the memory for the grain directories of all
+	// extents of the image together (0 = DefaultMaxMetadataMemory); what
+	// they leave is shared among the extents' grain-table caches (up to
+	// 16 MiB each). A parent image has a budget of its own.
 	MaxMetadataMemory int64
 	// Dir is the directory against which extent and parent file names are
 	// resolved. OpenFile sets it to the file's directory when empty; for
@@ -148,7 +150,7 @@ func (img *Image) open(dev blockio.Device) error {
 	if len(hdr) < headerSize {
 		return blockio.Corruptf("vmdk sparse header", 0, "truncated (%d bytes)", len(hdr))
 	}
-	lim := sparseLimits{maxMeta: img.opts.MaxMetadataMemory}
+	lim := img.limits()
 	if isKDMV(hdr) {
 		h, err := parseSparseHeader(hdr, 0)
 		if err != nil {
@@ -196,6 +198,7 @@ func (img *Image) open(dev blockio.Device) error {
 		img.streamRO = true
 	}
 	img.size = sp.size()
+	img.sizeCaches()
 	return img.openParent()
 }
 
@@ -266,7 +269,7 @@ func (img *Image) openDescriptor(text []byte, standalone bool) error {
 			e.dev = dev
 			img.extents = append(img.extents, e)
 			if l.Type == "SESPARSE" {
-				se, err := openSESparse(dev, sparseLimits{maxMeta: img.opts.MaxMetadataMemory})
+				se, err := openSESparse(dev, img.limits())
 				if err != nil {
 					return fmt.Errorf("vmdk: extent %q: %w", l.File, err)
 				}
@@ -283,7 +286,7 @@ func (img *Image) openDescriptor(text []byte, standalone bool) error {
 				if len(hdr) < headerSize || !isSparseMagic(hdr) {
 					return blockio.Corruptf("vmdk sparse extent", 0, "%s is not a sparse extent", l.File)
 				}
-				sp, _, err := openSparse(dev, hdr, e.readOnly, sparseLimits{maxMeta: img.opts.MaxMetadataMemory})
+				sp, _, err := openSparse(dev, hdr, e.readOnly, img.limits())
 				if err != nil {
 					return fmt.Errorf("vmdk: extent %q: %w", l.File, err)
 				}
@@ -307,7 +310,39 @@ func (img *Image) openDescriptor(text []byte, standalone bool) error {
 		}
 	}
 	img.size = pos
+	img.sizeCaches()
 	return img.openParent()
+}
+
+// limits returns the resource limits for opening one more extent; all
+// extents of the image share one metadata-memory budget.
+func (img *Image) limits() sparseLimits {
+	return sparseLimits{maxMeta: img.opts.MaxMetadataMemory, used: &img.metaUsed}
+}
+
+// sizeCaches shares what the directories left of the metadata budget
+// among the extents' grain-table caches (at most gtCacheBytes each, at
+// least one table), so that a descriptor with thousands of extents cannot
+// make reads cache an unbounded amount of tables.
+func (img *Image) sizeCaches() {
+	n := int64(0)
+	for _, e := range img.extents {
+		if e.sp != nil || e.se != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	per := min(max(img.opts.MaxMetadataMemory-img.metaUsed, 0)/n, gtCacheBytes)
+	for _, e := range img.extents {
+		switch {
+		case e.sp != nil:
+			e.sp.cacheMax = int(max(1, per/e.sp.gtBytes))
+		case e.se != nil:
+			e.se.cacheMax = int(max(1, min(256, per/(seGTSectors*sectorSize))))
+		}
+	}
 }
 
 // resolve turns an extent file name into a path, enforcing the path policy.

@@ -28,8 +28,9 @@ type seSparseExtent struct {
 	gtOff     int64 // sectors
 	grainsOff int64 // sectors
 
-	mu    sync.Mutex
-	cache map[uint32][]uint64
+	mu       sync.Mutex
+	cache    map[uint32][]uint64
+	cacheMax int // tables kept in cache
 }
 
 func openSESparse(dev blockio.Device, lim sparseLimits) (*seSparseExtent, error) {
@@ -57,7 +58,7 @@ func openSESparse(dev blockio.Device, lim sparseLimits) (*seSparseExtent, error)
 	case f(6)|f(7)|f(8)|f(9) != 0 || !blockio.IsZero(b[208:]):
 		return nil, &blockio.UnsupportedError{Feature: "seSparse reserved fields or padding in use"}
 	}
-	s := &seSparseExtent{dev: dev, cache: map[uint32][]uint64{}}
+	s := &seSparseExtent{dev: dev, cache: map[uint32][]uint64{}, cacheMax: 256}
 	capacity, volOff, gdOff, gdSize := f(2), f(10), f(16), f(17)
 	s.gtOff, s.grainsOff = int64(min(f(18), 1<<40)), int64(min(f(24), 1<<40))
 	if capacity > 1<<50 || volOff > 1<<40 || gdOff > 1<<40 || gdSize > 1<<40 {
@@ -82,15 +83,15 @@ func openSESparse(dev blockio.Device, lim sparseLimits) (*seSparseExtent, error)
 	if entries > maxGDEntries {
 		return nil, blockio.Corruptf(where, 136, "L1 size too big (%d grain directory entries)", entries)
 	}
-	if lim.maxMeta > 0 && entries*8 > lim.maxMeta {
-		return nil, blockio.Corruptf(where, 136, "grain directory of %d bytes exceeds the metadata memory limit", entries*8)
-	}
 	if int64(capacity) > entries*seGTEntries*seGrainSectors {
 		return nil, blockio.Corruptf(where, 16, "capacity %d sectors exceeds what the grain directory maps", capacity)
 	}
 	off := int64(gdOff) * sectorSize
 	if off+entries*8 > dev.Size() {
 		return nil, blockio.Corruptf("vmdk seSparse grain directory", off, "beyond the end of the file")
+	}
+	if !lim.charge(entries * 8) {
+		return nil, blockio.Corruptf(where, 136, "grain directory of %d bytes exceeds the metadata memory limit", entries*8)
 	}
 	raw := make([]byte, entries*8)
 	if _, err := dev.ReadAt(raw, off); err != nil {
@@ -136,7 +137,7 @@ func (s *seSparseExtent) lookup(g int64) (int, int64, error) {
 		for i := range t {
 			t[i] = binary.LittleEndian.Uint64(raw[8*i:])
 		}
-		if len(s.cache) >= 256 {
+		if len(s.cache) >= s.cacheMax {
 			for k := range s.cache {
 				delete(s.cache, k)
 				break

@@ -42,15 +42,17 @@ type sparseExtent struct {
 	markers    bool
 	zeroGrain  bool
 
-	mu       sync.Mutex
-	flushMu  sync.Mutex // serializes flushMeta
-	gd, rgd  []uint32
-	cache    map[uint32][]uint32
-	dirty    map[uint32]bool // tables with entries not yet on disk
-	newGD    map[uint32]bool // directory entries not yet on disk
-	cacheMax int
-	nextSec  int64
-	pending  map[int64]chan struct{}
+	mu        sync.Mutex
+	flushMu   sync.Mutex // serializes flushMeta
+	gd, rgd   []uint32
+	cache     map[uint32][]uint32
+	dirty     map[uint32]bool // tables with entries not yet on disk
+	flushing  map[uint32]int  // tables flushMeta is writing: not evictable
+	newGD     map[uint32]bool // directory entries not yet on disk
+	cacheMax  int
+	evictions uint64 // tables evicted so far (see gtShared)
+	nextSec   int64
+	pending   map[int64]chan struct{}
 
 	lastMu   sync.Mutex
 	lastIdx  int64 // grain index of last decompressed grain, -1
@@ -59,8 +61,32 @@ type sparseExtent struct {
 
 // sparseLimits are open-time resource limits.
 type sparseLimits struct {
-	maxMeta int64 // bytes allowed for GD copies
+	maxMeta int64  // bytes allowed for GD copies of the whole image
+	used    *int64 // bytes already charged by other extents (may be nil)
 }
+
+// charge reserves n bytes of metadata memory, failing when the image's
+// total would exceed maxMeta. Extents named many times by a descriptor
+// thus cannot multiply the memory a small file makes us allocate.
+func (l sparseLimits) charge(n int64) bool {
+	if l.maxMeta <= 0 {
+		return true
+	}
+	var used int64
+	if l.used != nil {
+		used = *l.used
+	}
+	if n > l.maxMeta-used {
+		return false
+	}
+	if l.used != nil {
+		*l.used = used + n
+	}
+	return true
+}
+
+// gtCacheBytes is the default grain-table cache size of one extent.
+const gtCacheBytes = 16 << 20
 
 // openSparse opens a sparse extent on dev whose first sector is hdrBuf.
 func openSparse(dev blockio.Device, hdrBuf []byte, readOnly bool, lim sparseLimits) (*sparseExtent, *sparseHeader, error) {
@@ -182,12 +208,12 @@ func (s *sparseExtent) loadGD(lim sparseLimits) error {
 	if s.rgdOff != 0 {
 		copies = 2
 	}
-	if lim.maxMeta > 0 && gdBytes*copies > lim.maxMeta {
-		return blockio.Corruptf("vmdk grain directory", s.gdOff, "L1 size too big: %d bytes exceed the metadata memory limit %d", gdBytes*copies, lim.maxMeta)
-	}
 	read := func(off int64, what string) ([]uint32, error) {
 		if off < 0 || off+gdBytes > fsize {
 			return nil, blockio.Corruptf(what, off, "%d entries extend beyond the end of the file (%d bytes)", s.gdEntries, fsize)
+		}
+		if !lim.charge(gdBytes) {
+			return nil, blockio.Corruptf(what, off, "L1 size too big: %d bytes exceed the metadata memory limit %d", gdBytes*copies, lim.maxMeta)
 		}
 		buf := make([]byte, gdBytes)
 		if _, err := s.dev.ReadAt(buf, off); err != nil {
@@ -214,8 +240,9 @@ func (s *sparseExtent) loadGD(lim sparseLimits) error {
 	}
 	s.cache = make(map[uint32][]uint32)
 	s.dirty = make(map[uint32]bool)
+	s.flushing = make(map[uint32]int)
 	s.newGD = make(map[uint32]bool)
-	s.cacheMax = max(16, int((16<<20)/s.gtBytes))
+	s.cacheMax = max(16, int(gtCacheBytes/s.gtBytes))
 	s.nextSec = (fsize/sectorSize + s.grainSec - 1) / s.grainSec * s.grainSec
 	s.pending = make(map[int64]chan struct{})
 	s.lastIdx = -1
@@ -225,36 +252,99 @@ func (s *sparseExtent) loadGD(lim sparseLimits) error {
 func (s *sparseExtent) size() int64 { return s.capacity * sectorSize }
 
 // gtLocked returns the grain table for GD index gi (nil if unallocated).
-// Caller holds mu.
+// Caller holds mu, which stays held while a missing table is read.
 func (s *sparseExtent) gtLocked(gi int64) ([]uint32, error) {
-	if s.gd[gi] == 0 {
-		return nil, nil
+	t, off, err := s.cachedLocked(gi)
+	if t != nil || off < 0 || err != nil {
+		return t, err
 	}
-	if t, ok := s.cache[uint32(gi)]; ok {
-		return t, nil
-	}
-	off := int64(s.gd[gi]) * sectorSize
-	if off+s.gtBytes > s.dev.Size() {
-		return nil, blockio.Corruptf("vmdk grain table", off, "grain directory entry %d points beyond the end of the file", gi)
-	}
-	buf := make([]byte, s.gtBytes)
+	bp := gtBufPool.Get().(*[]byte)
+	defer gtBufPool.Put(bp)
+	buf := growBuf(bp, s.gtBytes)
 	if _, err := s.dev.ReadAt(buf, off); err != nil {
 		return nil, err
 	}
-	t := make([]uint32, s.gtes)
-	for i := range t {
-		t[i] = binary.LittleEndian.Uint32(buf[4*i:])
+	return s.insertLocked(gi, buf), nil
+}
+
+// cachedLocked returns table gi from the cache, or (nil, -1) when it is
+// unallocated, or (nil, its host offset) when it must be read.
+func (s *sparseExtent) cachedLocked(gi int64) ([]uint32, int64, error) {
+	if s.gd[gi] == 0 {
+		return nil, -1, nil
 	}
+	if t, ok := s.cache[uint32(gi)]; ok {
+		return t, 0, nil
+	}
+	off := int64(s.gd[gi]) * sectorSize
+	if off+s.gtBytes > s.dev.Size() {
+		return nil, 0, blockio.Corruptf("vmdk grain table", off, "grain directory entry %d points beyond the end of the file", gi)
+	}
+	return nil, off, nil
+}
+
+// gtShared is gtLocked for readers: on a cache miss it releases mu while
+// the table is read, so other requests on the extent are not held up by
+// the I/O. The result is only used if no table left the cache meanwhile
+// (one that did may have been rewritten on disk while we read it);
+// otherwise the load is redone under the lock. Caller holds mu.
+func (s *sparseExtent) gtShared(gi int64) ([]uint32, error) {
+	t, off, err := s.cachedLocked(gi)
+	if t != nil || off < 0 || err != nil {
+		return t, err
+	}
+	gen := s.evictions
+	bp := gtBufPool.Get().(*[]byte)
+	defer gtBufPool.Put(bp)
+	buf := growBuf(bp, s.gtBytes)
+	s.mu.Unlock()
+	_, err = s.dev.ReadAt(buf, off)
+	s.mu.Lock()
+	if t, ok := s.cache[uint32(gi)]; ok {
+		return t, nil // loaded (maybe changed) by someone else meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.evictions != gen {
+		return s.gtLocked(gi)
+	}
+	return s.insertLocked(gi, buf), nil
+}
+
+// insertLocked decodes the on-disk table buf into the cache as table gi,
+// evicting a clean table when the cache is full (and reusing its memory).
+func (s *sparseExtent) insertLocked(gi int64, buf []byte) []uint32 {
+	var t []uint32
 	if len(s.cache) >= s.cacheMax {
-		for k := range s.cache { // evict an arbitrary clean table
-			if !s.dirty[k] {
+		for k, v := range s.cache { // evict an arbitrary clean table
+			// A table flushMeta is writing is clean in memory but not yet
+			// on disk: evicting it would re-read stale entries.
+			if !s.dirty[k] && s.flushing[k] == 0 {
 				delete(s.cache, k)
+				s.evictions++
+				t = v // nobody keeps a table beyond mu: reuse it
 				break
 			}
 		}
 	}
+	if int64(len(t)) != s.gtes {
+		t = make([]uint32, s.gtes)
+	}
+	for i := range t {
+		t[i] = binary.LittleEndian.Uint32(buf[4*i:])
+	}
 	s.cache[uint32(gi)] = t
-	return t, nil
+	return t
+}
+
+var gtBufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func growBuf(bp *[]byte, n int64) []byte {
+	if int64(cap(*bp)) < n {
+		*bp = make([]byte, n)
+	}
+	return (*bp)[:n]
 }
 
 // entries copies the GT entries of grains [g, g+n) (n clipped to the end
@@ -268,7 +358,7 @@ func (s *sparseExtent) entries(g int64, n int64, dst []uint32) (int, error) {
 	if gi >= int64(len(s.gd)) {
 		return 0, blockio.Corruptf("vmdk grain directory", s.gdOff, "grain %d beyond directory", g)
 	}
-	t, err := s.gtLocked(gi)
+	t, err := s.gtShared(gi)
 	if err != nil {
 		return 0, err
 	}
@@ -358,22 +448,15 @@ func (s *sparseExtent) sameRun(first, next uint32, k int) bool {
 
 // readHost reads host bytes, zero-filling beyond the end of the file.
 func (s *sparseExtent) readHost(p []byte, host int64) error {
-	fsize := s.dev.Size()
-	if host >= fsize {
-		clear(p)
-		return nil
-	}
-	n := min(int64(len(p)), fsize-host)
-	if _, err := s.dev.ReadAt(p[:n], host); err != nil {
-		return err
-	}
-	clear(p[n:])
-	return nil
+	return readPadded(s.dev, p, host, s.dev.Size())
 }
 
 var zlibReaders sync.Pool
 
-func inflate(dst []byte, src []byte) (int, error) {
+// inflateAt inflates src, drops the first skip bytes of the output and
+// fills dst with what follows; it returns the bytes stored in dst (fewer
+// when the stream is short).
+func inflateAt(dst []byte, src []byte, skip int64) (int, error) {
 	br := &byteReader{b: src}
 	var zr io.ReadCloser
 	if v := zlibReaders.Get(); v != nil {
@@ -387,7 +470,18 @@ func inflate(dst []byte, src []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := io.ReadFull(zr, dst)
+	var n int
+	var err error
+	if skip > 0 {
+		var k int64
+		k, err = io.CopyN(io.Discard, zr, skip)
+		if k < skip && err == io.EOF {
+			err = io.ErrUnexpectedEOF // short stream: nothing left for dst
+		}
+	}
+	if err == nil {
+		n, err = io.ReadFull(zr, dst)
+	}
 	if err == io.ErrUnexpectedEOF || err == io.EOF {
 		err = nil
 	}
@@ -465,6 +559,11 @@ func (s *sparseExtent) readCompressed(p []byte, g int64, e uint32, in int64) err
 	if in == 0 && int64(len(p)) == s.grainBytes {
 		return s.inflateGrain(p, e)
 	}
+	if s.grainBytes > maxCachedGrain {
+		// Huge grains (a hostile header may say 1 GiB): inflate straight
+		// into p, discarding the head, instead of buffering the grain.
+		return s.inflateGrainAt(p, e, in)
+	}
 	s.lastMu.Lock()
 	if s.lastIdx == g {
 		copy(p, s.lastData[in:])
@@ -488,6 +587,17 @@ var compPool sync.Pool // *[]byte buffers for compressed grain data
 // inflateGrain reads the compressed grain at sector e and inflates it into
 // grain (grainBytes long); a short stream leaves the tail zero.
 func (s *sparseExtent) inflateGrain(grain []byte, e uint32) error {
+	return s.inflateGrainAt(grain, e, 0)
+}
+
+// maxCachedGrain is the largest grain a partial compressed read buffers
+// whole (and keeps for the next read of the same grain).
+const maxCachedGrain = 1 << 20
+
+// inflateGrainAt inflates the compressed grain at sector e, skipping the
+// first skip bytes of grain data, into dst; a short stream leaves the tail
+// zero.
+func (s *sparseExtent) inflateGrainAt(grain []byte, e uint32, skip int64) error {
 	host := int64(e) * sectorSize
 	fsize := s.dev.Size()
 	if host >= fsize {
@@ -542,7 +652,7 @@ func (s *sparseExtent) inflateGrain(grain []byte, e uint32) error {
 			return err
 		}
 	}
-	k, err := inflate(grain, data)
+	k, err := inflateAt(grain, data, skip)
 	if err != nil {
 		return blockio.Corruptf("vmdk compressed grain", host, "inflate: %v", err)
 	}

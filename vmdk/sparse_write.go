@@ -264,10 +264,20 @@ func (s *sparseExtent) flushMeta() error {
 			w.red = s.rgd[gi]
 		}
 		ws = append(ws, w)
+		s.flushing[gi]++
 	}
 	clear(s.dirty)
 	clear(s.newGD)
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for _, w := range ws {
+			if s.flushing[w.gi]--; s.flushing[w.gi] <= 0 {
+				delete(s.flushing, w.gi)
+			}
+		}
+		s.mu.Unlock()
+	}()
 	err := s.dev.Flush()
 	newGD := false
 	for _, w := range ws {
