@@ -70,3 +70,32 @@ func TestBackingLoopAndPolicy(t *testing.T) {
 		img.Close()
 	}
 }
+
+// TestDataFileConfined: the external data file named by an image is
+// opened read-write with it, so BackingDir confines it too.
+func TestDataFileConfined(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(sub, "img.qcow2")
+	img, err := CreateFile(path, 1<<20, CreateOptions{DataFile: filepath.Join(dir, "outside.data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFile(path, Options{BackingDir: sub}); !errors.Is(err, blockio.ErrInvalid) {
+		t.Errorf("data file outside BackingDir: %v", err)
+	}
+	if _, err := OpenFile(path, Options{NoAbsoluteBacking: true}); !errors.Is(err, blockio.ErrInvalid) {
+		t.Errorf("absolute data file name with NoAbsoluteBacking: %v", err)
+	}
+	img, err = OpenFile(path, Options{BackingDir: dir})
+	if err != nil {
+		t.Fatalf("data file inside BackingDir: %v", err)
+	}
+	img.Close()
+}

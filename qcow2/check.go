@@ -64,17 +64,18 @@ func (r CheckResult) ExitCode() int {
 
 // checkState is the working state of one check pass.
 type checkState struct {
-	img     *Image
-	res     CheckResult
-	refs    []uint64 // computed references per host cluster
-	disk    []uint64 // stored refcounts per host cluster (first fsize/cs)
-	fsize   int64
-	log     func(string)
-	rebuild bool
-	leaked  []int64 // clusters with refcount > references
-	low     int64   // clusters with refcount < references
-	copied  int64   // COPIED flag mismatches (fixable)
-	maxRefs int64
+	img           *Image
+	res           CheckResult
+	refs          []uint64 // computed references per host cluster
+	disk          []uint64 // stored refcounts per host cluster (first fsize/cs)
+	fsize         int64
+	log           func(string)
+	rebuild       bool
+	leaked        []int64 // clusters with refcount > references
+	low           int64   // clusters with refcount < references
+	copied        int64   // COPIED flag mismatches (fixable)
+	zeroUnaligned int64   // preallocated zero clusters with an unaligned offset (fixable)
+	maxRefs       int64
 }
 
 func (s *checkState) logf(format string, args ...any) {
@@ -108,8 +109,9 @@ func (s *checkState) inc(off, n int64) {
 }
 
 // Check verifies the image's metadata like `qemu-img check` and
-// optionally repairs it. It holds the metadata lock for its duration, so
-// concurrent requests wait; pending metadata is flushed first.
+// optionally repairs it. It waits for requests in flight and holds every
+// lock for its duration, so concurrent requests wait; pending metadata is
+// flushed first.
 func (img *Image) Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	if img.closed.Load() {
 		return CheckResult{}, blockio.ErrClosed
@@ -117,6 +119,12 @@ func (img *Image) Check(ctx context.Context, o CheckOptions) (CheckResult, error
 	if o.Repair != RepairNone && img.readOnly {
 		return CheckResult{}, blockio.ErrReadOnly
 	}
+	// Requests in flight hold clusters allocated (refcount taken) but
+	// not yet entered in an L2 table: wait for them, or a repair would
+	// drop those refcounts and the write would then publish a reference
+	// to a free cluster.
+	img.lockAll()
+	defer img.unlockAll()
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	return img.checkLocked(ctx, o)
@@ -142,6 +150,16 @@ func (img *Image) checkLocked(ctx context.Context, o CheckOptions) (CheckResult,
 	}
 	before := s.res
 	fixAll := o.Repair == RepairAll
+	if fixAll && s.zeroUnaligned > 0 {
+		// Turn preallocated zero clusters with an unaligned offset into
+		// plain zero clusters, then count again.
+		if err := img.fixUnalignedZeroLocked(); err != nil {
+			return s.res, err
+		}
+		if s, err = img.checkPass(ctx, nil); err != nil {
+			return s.res, err
+		}
+	}
 	switch {
 	case fixAll && (s.rebuild || s.low > 0):
 		if err := img.rebuildRefcountsLocked(s.refs); err != nil {
@@ -202,7 +220,7 @@ func (img *Image) checkPass(ctx context.Context, log func(string)) (*checkState,
 		maxRefs: max(n, img.memLimit()/8)}
 	s.res.Filename = img.opts.Filename
 	s.res.Format = "qcow2"
-	s.res.TotalClusters = (img.size + img.cs - 1) >> img.cbits
+	s.res.TotalClusters = (img.vsize.Load() + img.cs - 1) >> img.cbits
 	s.disk = make([]uint64, n)
 	s.loadDiskRefcounts()
 
@@ -327,9 +345,10 @@ func (s *checkState) walkL1(ctx context.Context, off, n int64, active bool) erro
 		}
 		s.inc(l2, img.cs)
 		if l2&(img.cs-1) != 0 {
+			// Counted, and (like qemu-img) the table is still walked at
+			// the offset given, so the verdict counts what it holds.
 			s.logf("ERROR l2_offset=%x: Table is not cluster aligned; L1 entry corrupted", l2)
 			s.res.Corruptions++
-			continue
 		}
 		if l2+img.cs > s.fsize {
 			continue // already reported by inc
@@ -377,6 +396,10 @@ func (s *checkState) walkL2(buf []byte, frag bool) {
 			}
 			continue
 		}
+		if e&l2StdReserved != 0 {
+			s.logf("ERROR found l2 entry with reserved bits set: %x", e)
+			s.res.Corruptions++
+		}
 		host := int64(e & l2OffsetMask)
 		if img.extL2 && bm&(bm>>32)&0xffffffff != 0 {
 			s.logf("ERROR invalid subcluster bitmap %x (allocated and zero)", bm)
@@ -407,8 +430,19 @@ func (s *checkState) walkL2(buf []byte, frag bool) {
 			}
 		}
 		if host&(img.cs-1) != 0 {
-			s.logf("ERROR offset=%x: Cluster is not properly aligned; L2 entry corrupted.", host)
 			s.res.Corruptions++
+			hasData := e&oflagZero == 0
+			if img.extL2 {
+				hasData = uint32(bm) != 0
+			}
+			if hasData {
+				s.logf("ERROR offset=%x: Data cluster is not properly aligned; L2 entry corrupted.", host)
+			} else {
+				// No data is lost by dropping the offset (QEMU repairs
+				// these too).
+				s.logf("ERROR offset=%x: Preallocated cluster is not properly aligned; L2 entry corrupted.", host)
+				s.zeroUnaligned++
+			}
 		}
 	}
 }
@@ -423,12 +457,18 @@ func (s *checkState) checkBitmaps() {
 		return
 	}
 	for _, b := range bms {
-		if b.TableOffset&(img.cs-1) != 0 || b.TableSize*8 > s.fsize || b.TableOffset+b.TableSize*8 > s.fsize {
+		// QEMU's limit is 2^27 table entries (BME_MAX_TABLE_SIZE).
+		if b.TableOffset&(img.cs-1) != 0 || b.TableSize > 1<<27 || b.TableSize*8 > s.fsize || b.TableOffset+b.TableSize*8 > s.fsize {
 			s.logf("ERROR bitmap %s table is invalid", b.Name)
 			s.res.Corruptions++
 			continue
 		}
 		s.inc(b.TableOffset, b.TableSize*8)
+		if b.TableSize*8 > img.memLimit() {
+			s.logf("ERROR bitmap %s table exceeds the memory limit", b.Name)
+			s.res.CheckErrors++
+			continue
+		}
 		tbl := make([]uint64, b.TableSize)
 		if err := img.readTable(b.TableOffset, tbl); err != nil {
 			s.res.CheckErrors++
@@ -674,4 +714,48 @@ func (s *checkState) diskRC(c int64) uint64 {
 		return 0
 	}
 	return rc
+}
+
+// l2StdReserved are the bits of a standard (not compressed) L2 entry
+// that must be zero: 1-8 and 56-61.
+const l2StdReserved = 0x3f000000000001fe
+
+// fixUnalignedZeroLocked rewrites the active L2 entries of preallocated
+// zero clusters whose host offset is not cluster aligned as plain zero
+// clusters (with extended L2 entries: no host offset, bitmap kept), as
+// qemu-img check -r all does. Entries that hold data are left alone: no
+// repair can tell where their data is.
+func (img *Image) fixUnalignedZeroLocked() error {
+	for _, e := range img.l1 {
+		l2 := int64(e & l1OffsetMask)
+		if l2 == 0 || l2&(img.cs-1) != 0 || l2+img.cs > img.dev.Size() {
+			continue
+		}
+		t, err := img.loadL2Locked(l2)
+		if err != nil {
+			return err
+		}
+		for j := int64(0); j < img.l2Ent; j++ {
+			eo := j * img.entSize
+			le := binary.BigEndian.Uint64(t.buf[eo:])
+			host := int64(le & l2OffsetMask)
+			if le&oflagCompress != 0 || host == 0 || host&(img.cs-1) == 0 {
+				continue
+			}
+			var ne uint64
+			if img.extL2 {
+				if uint32(binary.BigEndian.Uint64(t.buf[eo+8:])) != 0 {
+					continue
+				}
+			} else {
+				if le&oflagZero == 0 {
+					continue
+				}
+				ne = oflagZero
+			}
+			binary.BigEndian.PutUint64(t.buf[eo:], ne)
+			img.l2c.markDirty(t)
+		}
+	}
+	return img.flushLocked()
 }

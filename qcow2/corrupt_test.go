@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/blocklayer/blocklayer/blockio"
@@ -105,6 +106,9 @@ func TestCorruptionCases(t *testing.T) {
 		{"l2-unaligned", func(t *testing.T, l layout) {
 			poke(t, l.path, l.l2+8*6, u64(uint64(l.data0+512)|oflagCopied))
 		}, false},
+		{"l1-unaligned", func(t *testing.T, l layout) {
+			poke(t, l.path, l.l1, u64(uint64(l.l2+512)|oflagCopied))
+		}, false},
 		{"l1-beyond-eof", func(t *testing.T, l layout) {
 			poke(t, l.path, l.l1, u64(uint64(1<<30)|oflagCopied))
 		}, false},
@@ -171,6 +175,91 @@ func TestCorruptionCases(t *testing.T) {
 			}
 			if !bytes.Equal(buf, l.content) {
 				t.Error("content changed by repair")
+			}
+		})
+	}
+}
+
+// TestRepairUnalignedL2 pokes a preallocated zero cluster with an
+// unaligned offset and a data cluster pointing past the end of the file
+// into an image, repairs one copy with qemu-img check -r all and one with
+// Check(RepairAll), and requires the same verdict from qemu-img check on
+// both afterwards (QEMU repairs the first, leaves the second) and the same
+// content.
+func TestRepairUnalignedL2(t *testing.T) {
+	qemuImg := qemutest.Require(t, "qemu-img")
+	qemuIO := qemutest.Require(t, "qemu-io")
+	for _, c := range []struct {
+		name    string
+		opts    string
+		entries map[int]uint64 // L2 index -> poked entry
+	}{
+		{"zero-unaligned", "cluster_size=4096", map[int]uint64{1: 1<<63 | 0x5200 | 1}},
+		{"zero-unaligned-and-outside", "cluster_size=4096", map[int]uint64{1: 1<<63 | 0x5200 | 1, 2: 1<<63 | 1<<30}},
+		{"extl2-zero-unaligned", "cluster_size=65536,extended_l2=on", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := filepath.Join(dir, "a.qcow2")
+			qemutest.Run(t, qemuImg, "create", "-f", "qcow2", "-o", c.opts, a, "1M")
+			qemutest.Run(t, qemuIO, "-c", "write -P 1 0 4k", "-c", "write -z 64k 64k", "-c", "write -P 2 128k 4k", a)
+			f, err := os.OpenFile(a, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hdr := make([]byte, 48)
+			f.ReadAt(hdr, 0)
+			l1 := make([]byte, 8)
+			f.ReadAt(l1, int64(binary.BigEndian.Uint64(hdr[40:])))
+			l2 := int64(binary.BigEndian.Uint64(l1) & l1OffsetMask)
+			entries := c.entries
+			if entries == nil {
+				// Extended L2: the zero cluster at 64k (index 1) gets a bogus
+				// unaligned host offset; its bitmap stays all-zero.
+				entries = map[int]uint64{1: 0x5200}
+			}
+			esz := int64(8)
+			if strings.Contains(c.opts, "extended_l2=on") {
+				esz = 16
+			} else {
+				entries = c.entries
+			}
+			for i, v := range entries {
+				f.WriteAt(u64(v), l2+int64(i)*esz)
+			}
+			f.Close()
+			b := filepath.Join(dir, "b.qcow2")
+			data, _ := os.ReadFile(a)
+			os.WriteFile(b, data, 0o644)
+
+			before, code := qemuCheckRaw(t, a)
+			if code != 2 || before.Corruptions == 0 {
+				t.Fatalf("poked image: qemu-img check exit %d %+v", code, before)
+			}
+			img, err := OpenFile(b, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ours, err := img.Check(context.Background(), CheckOptions{})
+			if err != nil || ours.Corruptions != before.Corruptions {
+				t.Errorf("Check before repair = %+v, %v; qemu-img: %+v", ours, err, before)
+			}
+			rep, err := img.Check(context.Background(), CheckOptions{Repair: RepairAll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img.Close()
+			exec.Command(qemuImg, "check", "-r", "all", a).Run()
+			qa, codeA := qemuCheckRaw(t, a)
+			qb, codeB := qemuCheckRaw(t, b)
+			if codeA != codeB || qa.Corruptions != qb.Corruptions || qa.Leaks != qb.Leaks || qa.CheckErrors != qb.CheckErrors {
+				t.Errorf("after qemu's repair: exit %d %+v; after ours (%+v): exit %d %+v", codeA, qa, rep, codeB, qb)
+			}
+			if rep.Corruptions != qb.Corruptions {
+				t.Errorf("our post-repair verdict %+v differs from qemu-img check %+v", rep, qb)
+			}
+			if out, err := exec.Command(qemuImg, "compare", "-U", a, b).CombinedOutput(); err != nil && !strings.Contains(c.name, "outside") {
+				t.Errorf("content differs after repair: %v %s", err, out)
 			}
 		})
 	}

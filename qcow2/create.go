@@ -317,12 +317,12 @@ func (img *Image) preallocate(mode blockio.Prealloc) error {
 	type rng struct{ off, n int64 }
 	var data []rng
 	per := img.cs << img.l2Bits
-	for g := int64(0); g < img.size; g += per {
+	for g := int64(0); g < img.vsize.Load(); g += per {
 		t, _, err := img.l2ForWriteLocked(g)
 		if err != nil {
 			return err
 		}
-		n := min(img.l2Ent, (img.size-g+img.cs-1)>>img.cbits)
+		n := min(img.l2Ent, (img.vsize.Load()-g+img.cs-1)>>img.cbits)
 		var host int64
 		if img.hasData {
 			host = g

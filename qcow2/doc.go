@@ -2,7 +2,7 @@
 // copy-on-write format, with the on-disk behaviour of QEMU 7.2.
 //
 // An open *Image is a blockio.Device (and Discarder, ZeroWriter,
-// StatusReporter, Informer). Guest reads and writes go through the L1/L2
+// StatusReporter, Truncater, Informer). Guest reads and writes go through the L1/L2
 // tables; writes allocate clusters with refcounts and copy partial
 // clusters from the backing file (only the touched subclusters with
 // extended L2 entries). All variants qemu-img 7.2 makes are read:
@@ -29,7 +29,15 @@
 //
 // Image.Check reports what `qemu-img check` reports (the schema's
 // ImageCheck) and repairs leaks or everything (rebuilding the refcount
-// structure from the L1/L2, snapshot and bitmap tables).
+// structure from the L1/L2, snapshot and bitmap tables, fixing COPIED
+// flags and, as QEMU does, turning preallocated zero clusters with an
+// unaligned offset into plain zero clusters; data clusters with unaligned
+// or out-of-file offsets stay reported, as in QEMU).
+//
+// Image.Truncate resizes the virtual disk like qemu-img resize: growing
+// moves the L1 table when needed (new table durable before the header
+// points at it) and makes the new area read as zeros even over a larger
+// backing file; shrinking discards the clusters past the new end.
 //
 // Hostile images: every size and count read from the file is checked
 // against the file size, QEMU's limits and Options.MemoryLimit before
@@ -42,6 +50,7 @@
 // writes exclusive), and one metadata mutex guards the tables. Guest data
 // I/O happens outside the metadata mutex, so reads and writes to
 // different clusters proceed in parallel, and two writers racing to
-// allocate the same cluster are serialised. Options, CreateOptions,
+// allocate the same cluster are serialised. Check and Truncate wait for
+// the requests in flight and hold off new ones while they run. Options, CreateOptions,
 // CheckOptions and CheckResult are plain values.
 package qcow2

@@ -110,12 +110,29 @@ func TestRuntimeCorruptionMarksImage(t *testing.T) {
 	// Point L1[0] at an unaligned L2 offset.
 	l1 := binary.BigEndian.Uint64(b[40:])
 	binary.BigEndian.PutUint64(b[l1:], binary.BigEndian.Uint64(b[l1:])+512)
+	// As in QEMU the image opens (so that Check can report it), but any
+	// request needing that L2 table fails with ErrCorrupt and marks the
+	// image corrupt, after which read-write opens are refused.
 	mem := memOf(b)
 	var events []CorruptEvent
-	_, err := Open(mem, Options{OnCorrupt: func(e CorruptEvent) { events = append(events, e) }})
-	if !errors.Is(err, blockio.ErrCorrupt) {
+	img0, err := Open(mem, Options{OnCorrupt: func(e CorruptEvent) { events = append(events, e) }})
+	if err != nil {
 		t.Fatalf("open with unaligned L1 entry: %v", err)
 	}
+	if _, err := img0.ReadAt(make([]byte, 4), 0); !errors.Is(err, blockio.ErrCorrupt) {
+		t.Fatalf("read through an unaligned L1 entry: %v", err)
+	}
+	if _, err := img0.WriteAt(make([]byte, 4), 4096); !errors.Is(err, blockio.ErrCorrupt) {
+		t.Fatalf("write through an unaligned L1 entry: %v", err)
+	}
+	if len(events) != 1 || !events[0].Fatal {
+		t.Errorf("events = %+v", events)
+	}
+	img0.Close()
+	if _, err := Open(memOf(mem.Bytes()), Options{}); !errors.Is(err, blockio.ErrCorrupt) {
+		t.Fatalf("read-write open after the corruption was found: %v", err)
+	}
+	events = nil
 	// Unaligned data cluster in L2: reads fail with ErrCorrupt, image is marked.
 	b = newImageBytes(t, CreateOptions{Size: 1 << 20, ClusterSize: 4096})
 	l2 := binary.BigEndian.Uint64(b[binary.BigEndian.Uint64(b[40:]):]) & l1OffsetMask

@@ -438,8 +438,13 @@ func (h *header) encode(cs int) ([]byte, error) {
 			ft[i*48+1] = f.bit
 			copy(ft[i*48+2:i*48+48], f.name)
 		}
-		if err := putExt(extFeatureTable, ft); err != nil {
-			return nil, err
+		// The feature table is optional: like qemu-img, leave it out when
+		// it would not fit in the header cluster beside the backing file
+		// name (512-byte clusters with a backing file).
+		if off+8+len(ft)+8+len(h.backingFile) <= cs {
+			if err := putExt(extFeatureTable, ft); err != nil {
+				return nil, err
+			}
 		}
 	} else if h.backingFormat != "" {
 		if err := putExt(extBackingFormat, []byte(h.backingFormat)); err != nil {

@@ -160,6 +160,19 @@ func fuzzBody(t *testing.T, b []byte) {
 				t.Fatalf("write at %d not read back", q)
 			}
 		}
+		// Repair and resize the mutated image: typed errors only.
+		if _, err := w.Check(context.Background(), CheckOptions{Repair: RepairAll}); err != nil && !typedErr(err) {
+			t.Fatalf("check -r all: untyped error %v", err)
+		}
+		if err := w.Truncate((ws+65536)&^511, blockio.PreallocOff); err != nil {
+			if !typedErr(err) {
+				t.Fatalf("grow: untyped error %v", err)
+			}
+			return
+		}
+		if err := w.Truncate(max(512, ws/2&^511), blockio.PreallocOff); err != nil && !typedErr(err) {
+			t.Fatalf("shrink: untyped error %v", err)
+		}
 	}
 }
 
@@ -179,6 +192,11 @@ func TestMutatedImages(t *testing.T) {
 	seeds := smallImages(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	n := 1500
+	if raceEnabled {
+		// The body also repairs and resizes each image; keep the -race
+		// run of the package within its time budget.
+		n = 700
+	}
 	if testing.Short() {
 		n = 300
 	}

@@ -43,7 +43,8 @@ type Options struct {
 	// MaxBackingDepth limits the backing chain length (0 = 32).
 	MaxBackingDepth int
 	// BackingDir, when set, confines backing files opened by the default
-	// opener to this directory tree.
+	// opener, and the external data file named in the image, to this
+	// directory tree.
 	BackingDir string
 	// NoAbsoluteBacking makes the default opener refuse absolute backing
 	// file names.
@@ -90,7 +91,8 @@ type CorruptEvent struct {
 const nShards = 1024
 
 // Image is an open qcow2 image. It implements blockio.Device and the
-// Discarder, ZeroWriter, StatusReporter capabilities and blockio.Informer.
+// Discarder, ZeroWriter, StatusReporter, Truncater capabilities and
+// blockio.Informer.
 //
 // Image is safe for concurrent use by multiple goroutines: requests to
 // different clusters run in parallel; requests touching the same guest
@@ -105,7 +107,7 @@ type Image struct {
 	readOnly bool
 
 	h        *header
-	size     int64
+	vsize    atomic.Int64 // virtual size (Truncate changes it)
 	cbits    uint
 	cs       int64
 	l2Bits   uint // log2 entries per L2 table
@@ -124,6 +126,7 @@ type Image struct {
 	dataRaw  bool
 
 	shards [nShards]sync.RWMutex
+	dataMu sync.Mutex // serialises growth of the external data file
 
 	mu         sync.Mutex // guards everything below
 	l1         []uint64
@@ -218,7 +221,7 @@ func (img *Image) open() error {
 		return err
 	}
 	img.h = h
-	img.size = int64(h.size)
+	img.vsize.Store(int64(h.size))
 	img.cbits = uint(h.clusterBits)
 	img.cs = 1 << img.cbits
 	img.extL2 = h.incompat&incExtL2 != 0
@@ -265,11 +268,10 @@ func (img *Image) open() error {
 	if err := img.readTable(int64(h.l1Offset), img.l1); err != nil {
 		return err
 	}
-	for i, e := range img.l1 {
-		if e&l1OffsetMask != 0 && int64(e&l1OffsetMask)&(cs-1) != 0 {
-			return blockio.Corruptf("L1 table", int64(h.l1Offset)+int64(i)*8, "L2 table offset %#x not cluster aligned", e&l1OffsetMask)
-		}
-	}
+	// An unaligned L2 table offset is not refused here (QEMU opens such
+	// images too): Check reports it, and any request that needs that L2
+	// table fails with ErrCorrupt (marking the image corrupt when
+	// writable).
 	img.l1Dirty = make([]bool, (len(img.l1)*8+4095)/4096)
 	img.rt = make([]uint64, int64(h.rtClusters)*cs/8)
 	if err := img.readTable(int64(h.rtOffset), img.rt); err != nil {
@@ -277,7 +279,9 @@ func (img *Image) open() error {
 	}
 	img.fileEnd = (fsize + cs - 1) &^ (cs - 1)
 	for _, e := range img.l1 {
-		img.setMeta(int64(e & l1OffsetMask))
+		if off := int64(e & l1OffsetMask); off&(cs-1) == 0 {
+			img.setMeta(off)
+		}
 	}
 	for _, e := range img.rt {
 		if off := int64(e & rtOffsetMask); off > 0 && off&(cs-1) == 0 {
@@ -327,7 +331,7 @@ func (img *Image) setupCaches() {
 	cs := img.cs
 	l2, rc := img.opts.L2CacheSize, img.opts.RefcountCacheSize
 	// QEMU: by default the L2 cache covers the whole disk, capped at 32 MiB.
-	covering := (img.size + (cs*img.l2Ent - 1)) / (cs * img.l2Ent) * cs
+	covering := (img.vsize.Load() + (cs*img.l2Ent - 1)) / (cs * img.l2Ent) * cs
 	if img.opts.CacheSize > 0 {
 		switch {
 		case l2 == 0 && rc == 0:
@@ -378,6 +382,11 @@ func (img *Image) openDataFile() error {
 	} else if img.opts.NoAbsoluteBacking {
 		return &blockio.InvalidError{What: "data file name", Value: name, Reason: "absolute paths are refused by policy"}
 	}
+	// The data file is opened read-write with the image: a hostile image
+	// must not name a file outside the directory the caller allows.
+	if img.opts.BackingDir != "" && !withinDir(img.opts.BackingDir, p) {
+		return &blockio.InvalidError{What: "data file name", Value: name, Reason: "outside the allowed backing directory"}
+	}
 	d, err := blockio.OpenFile(p, img.opts.fileOptions(img.readOnly))
 	if err != nil {
 		return fmt.Errorf("qcow2: opening data file: %w", err)
@@ -413,11 +422,8 @@ func (img *Image) openBacking() (blockio.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if img.opts.BackingDir != "" {
-		dir, _ := filepath.Abs(img.opts.BackingDir)
-		if rel, err := filepath.Rel(dir, abs); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return nil, &blockio.InvalidError{What: "backing file name", Value: name, Reason: "outside the allowed backing directory"}
-		}
+	if img.opts.BackingDir != "" && !withinDir(img.opts.BackingDir, abs) {
+		return nil, &blockio.InvalidError{What: "backing file name", Value: name, Reason: "outside the allowed backing directory"}
 	}
 	self := ""
 	if img.opts.Filename != "" {
@@ -464,8 +470,23 @@ func (img *Image) openBacking() (blockio.Device, error) {
 	return nil, &blockio.UnsupportedError{Feature: "backing file format " + format}
 }
 
+// withinDir reports whether path lies in the directory tree dir (lexically;
+// symbolic links are not resolved).
+func withinDir(dir, path string) bool {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // Size returns the virtual disk size.
-func (img *Image) Size() int64 { return img.size }
+func (img *Image) Size() int64 { return img.vsize.Load() }
 
 // ClusterSize returns the cluster size in bytes.
 func (img *Image) ClusterSize() int64 { return img.cs }
@@ -587,4 +608,5 @@ var (
 	_ blockio.ZeroWriter     = (*Image)(nil)
 	_ blockio.StatusReporter = (*Image)(nil)
 	_ blockio.Informer       = (*Image)(nil)
+	_ blockio.Truncater      = (*Image)(nil)
 )

@@ -36,11 +36,16 @@ func (img *Image) Info() (blockio.ImageInfo, error) {
 	if img.closed.Load() {
 		return blockio.ImageInfo{}, blockio.ErrClosed
 	}
-	h := img.h
+	// The header's feature bits and table offsets change under the
+	// metadata lock (dirty/corrupt bits, Truncate): read a copy.
+	img.mu.Lock()
+	hc := *img.h
+	img.mu.Unlock()
+	h := &hc
 	info := blockio.ImageInfo{
 		Filename:    img.opts.Filename,
 		Format:      "qcow2",
-		VirtualSize: img.size,
+		VirtualSize: img.vsize.Load(),
 		ClusterSize: ptr(img.cs),
 		DirtyFlag:   ptr(h.incompat&incDirty != 0),
 	}
@@ -273,7 +278,7 @@ func (img *Image) BlockStatus(off, n int64) (blockio.Extent, error) {
 	if img.closed.Load() {
 		return blockio.Extent{}, blockio.ErrClosed
 	}
-	if err := blockio.CheckRange("block status", off, n, img.size); err != nil {
+	if err := blockio.CheckRange("block status", off, n, img.vsize.Load()); err != nil {
 		return blockio.Extent{}, err
 	}
 	if n == 0 {

@@ -15,7 +15,7 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	if img.closed.Load() {
 		return 0, blockio.ErrClosed
 	}
-	if err := blockio.CheckRange("read", off, int64(len(p)), img.size); err != nil {
+	if err := blockio.CheckRange("read", off, int64(len(p)), img.vsize.Load()); err != nil {
 		return 0, err
 	}
 	done := 0

@@ -67,7 +67,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	if img.readOnly {
 		return 0, blockio.ErrReadOnly
 	}
-	if err := blockio.CheckRange("write", off, int64(len(p)), img.size); err != nil {
+	if err := blockio.CheckRange("write", off, int64(len(p)), img.vsize.Load()); err != nil {
 		return 0, err
 	}
 	done := 0
@@ -87,7 +87,7 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // validLen is the number of guest bytes in the cluster starting at cstart.
-func (img *Image) validLen(cstart int64) int64 { return min(img.cs, img.size-cstart) }
+func (img *Image) validLen(cstart int64) int64 { return min(img.cs, img.vsize.Load()-cstart) }
 
 // writeCluster writes p (within one guest cluster) at off. The caller
 // holds the cluster's shard lock exclusively.
@@ -98,6 +98,11 @@ func (img *Image) writeCluster(p []byte, off int64) error {
 	if err := img.beginWriteLocked(); err != nil {
 		img.mu.Unlock()
 		return err
+	}
+	if off+int64(len(p)) > img.vsize.Load() {
+		// The image shrank while this request waited.
+		img.mu.Unlock()
+		return blockio.CheckRange("write", off, int64(len(p)), img.vsize.Load())
 	}
 	m, err := img.lookupLocked(off, int64(len(p)))
 	if err != nil {
@@ -155,10 +160,8 @@ func (img *Image) writeCluster(p []byte, off int64) error {
 	wlen := img.cs
 	if img.hasData {
 		wlen = vlen
-		if host+wlen > img.data.Size() {
-			if err := blockio.Truncate(img.data, host+wlen, blockio.PreallocOff); err != nil {
-				return err
-			}
+		if err := img.growData(host + wlen); err != nil {
+			return err
 		}
 	}
 	if _, err := img.data.WriteAt(buf[:wlen], host); err != nil {
@@ -175,7 +178,7 @@ func (img *Image) writeSubclusters(p []byte, off, cstart, host int64, bm uint64,
 	s0 := (off - cstart) / sc
 	s1 := (off + int64(len(p)) - 1 - cstart) / sc
 	a := cstart + s0*sc
-	b := min(cstart+(s1+1)*sc, img.size)
+	b := min(cstart+(s1+1)*sc, img.vsize.Load())
 	bp := img.getBuf()
 	defer img.putBuf(bp)
 	buf := (*bp)[:b-a]
@@ -186,8 +189,8 @@ func (img *Image) writeSubclusters(p []byte, off, cstart, host int64, bm uint64,
 		}
 	}
 	copy(buf[off-a:], p)
-	if img.hasData && host+(b-cstart) > img.data.Size() {
-		if err := blockio.Truncate(img.data, host+(b-cstart), blockio.PreallocOff); err != nil {
+	if img.hasData {
+		if err := img.growData(host + (b - cstart)); err != nil {
 			return err
 		}
 	}
@@ -200,6 +203,18 @@ func (img *Image) writeSubclusters(p []byte, off, cstart, host int64, bm uint64,
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	return img.setEntryLocked(cstart, uint64(host)|oflagCopied, nbm)
+}
+
+// growData makes the external data file at least end bytes long. The
+// size check and the resize are one step under dataMu: two writers
+// growing it at once must never shrink it below the other's data.
+func (img *Image) growData(end int64) error {
+	img.dataMu.Lock()
+	defer img.dataMu.Unlock()
+	if end <= img.data.Size() {
+		return nil
+	}
+	return blockio.Truncate(img.data, end, blockio.PreallocOff)
 }
 
 // abandonLocked releases a cluster allocated for a write that failed.
@@ -332,7 +347,7 @@ func (img *Image) zeroOrDiscard(off, n int64, mayUnmap, discard bool) error {
 	if discard {
 		op = "discard"
 	}
-	if err := blockio.CheckRange(op, off, n, img.size); err != nil {
+	if err := blockio.CheckRange(op, off, n, img.vsize.Load()); err != nil {
 		return err
 	}
 	if img.readOnly {
@@ -369,6 +384,10 @@ func (img *Image) zeroCluster(cstart int64, mayUnmap, discard bool) error {
 	if err := img.beginWriteLocked(); err != nil {
 		img.mu.Unlock()
 		return err
+	}
+	if cstart >= img.vsize.Load() {
+		img.mu.Unlock()
+		return blockio.CheckRange("write zeroes", cstart, img.cs, img.vsize.Load())
 	}
 	m, err := img.lookupLocked(cstart, img.cs)
 	if err != nil {
@@ -443,10 +462,10 @@ func (img *Image) WriteCompressed(p []byte, off int64) error {
 	if img.readOnly {
 		return blockio.ErrReadOnly
 	}
-	if err := blockio.CheckRange("write compressed", off, int64(len(p)), img.size); err != nil {
+	if err := blockio.CheckRange("write compressed", off, int64(len(p)), img.vsize.Load()); err != nil {
 		return err
 	}
-	if off&(img.cs-1) != 0 || (int64(len(p))&(img.cs-1) != 0 && off+int64(len(p)) != img.size) {
+	if off&(img.cs-1) != 0 || (int64(len(p))&(img.cs-1) != 0 && off+int64(len(p)) != img.vsize.Load()) {
 		return &blockio.InvalidError{What: "compressed write", Value: off, Reason: "must cover whole clusters"}
 	}
 	if img.hasData {
@@ -491,6 +510,10 @@ func (img *Image) writeCompressedCluster(p []byte, off int64) error {
 	if err := img.beginWriteLocked(); err != nil {
 		img.mu.Unlock()
 		return err
+	}
+	if off >= img.vsize.Load() {
+		img.mu.Unlock()
+		return blockio.CheckRange("write compressed", off, int64(len(p)), img.vsize.Load())
 	}
 	host, err := img.allocCompressedLocked(int64(n))
 	img.mu.Unlock()
