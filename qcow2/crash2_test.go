@@ -22,7 +22,7 @@ func TestCrashSharedAndBacking(t *testing.T) {
 	qemuIO := qemutest.Require(t, "qemu-io")
 	ops, cutEvery := 160, 7
 	if testing.Short() || raceEnabled {
-		ops, cutEvery = 60, 13
+		ops, cutEvery = 60, 11
 	}
 	const size = 2 << 20
 	for ci, name := range []string{"backing", "snapshot", "snapshot-lazy"} {
@@ -114,6 +114,12 @@ func TestCrashSharedAndBacking(t *testing.T) {
 				off := rng.Int64N(size)
 				n := min(size-off, 1+rng.Int64N(3*cs))
 				k := rng.IntN(11)
+				if k == 5 {
+					// A multi-cluster write (one allocation run / one
+					// data write in the image).
+					off &^= cs - 1
+					n = min(size-off, cs*(2+rng.Int64N(7)))
+				}
 				if k == 8 || k == 9 {
 					off &^= cs - 1
 					n = min(size-off, cs*(1+rng.Int64N(2)))

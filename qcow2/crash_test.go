@@ -84,6 +84,12 @@ func TestCrashConsistency(t *testing.T) {
 				off := rng.Int64N(cfg.size)
 				n := min(cfg.size-off, 1+rng.Int64N(3*cs))
 				k := rng.IntN(12)
+				if k == 5 {
+					// A multi-cluster write (one allocation run / one
+					// data write in the image).
+					off &^= cs - 1
+					n = min(cfg.size-off, cs*(2+rng.Int64N(7)))
+				}
 				switch {
 				case k == 8:
 					off &^= cs - 1

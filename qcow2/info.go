@@ -305,6 +305,10 @@ func (img *Image) BlockStatus(off, n int64) (blockio.Extent, error) {
 	return ext, nil
 }
 
+// statusRun bounds the clusters one BlockStatus piece maps under one
+// hold of the metadata lock.
+const statusRun = 1024
+
 func (img *Image) pieceStatus(off, n int64) (blockio.Extent, error) {
 	img.mu.Lock()
 	m, err := img.lookupLocked(off, n)
@@ -321,6 +325,21 @@ func (img *Image) pieceStatus(off, n int64) (blockio.Extent, error) {
 	switch m.kind {
 	case kNormal:
 		e.Data, e.Allocated, e.Offset = true, true, m.host
+		if !img.extL2 && m.n == img.cs-(off&(img.cs-1)) {
+			// Extend over following clusters that continue the host range
+			// (bounded, to keep the metadata lock short), so that the data
+			// file is probed once per contiguous run, not per cluster.
+			img.mu.Lock()
+			for k := 0; k < statusRun && l < n; k++ {
+				nm, err := img.lookupLocked(off+l, n-l)
+				if err != nil || nm.kind != kNormal || nm.host != m.host+l {
+					break
+				}
+				l += nm.n
+			}
+			img.mu.Unlock()
+			e.Length = l
+		}
 		if sr, ok := img.data.(blockio.StatusReporter); ok && !img.hasData && m.host+l <= img.data.Size() {
 			if fe, err := sr.BlockStatus(m.host, l); err == nil && fe.Length > 0 {
 				e.Length = fe.Length

@@ -176,14 +176,18 @@ func (img *Image) overlapsMetaLocked(c int64) bool {
 		in(int64(img.h.snapshotsOffset), int64(min(img.h.nbSnapshots, 1))*img.cs)
 }
 
-const growStep = 4 << 20
+const (
+	growStep    = 4 << 20
+	maxGrowStep = 64 << 20
+)
 
 // growFileLocked makes the file at least end bytes long.
 func (img *Image) growFileLocked(end int64) error {
 	if end > img.dev.Size() {
 		// Grow in steps (the sparse tail is trimmed back on Close) so that
-		// sequential allocation does not resize the file for every cluster.
-		target := end + max(growStep, img.cs)
+		// sequential allocation does not resize the file for every cluster:
+		// a quarter of the size, at least growStep, at most maxGrowStep.
+		target := end + max(min(end/4, maxGrowStep), growStep, img.cs)
 		if err := blockio.Truncate(img.dev, target, blockio.PreallocOff); err != nil {
 			if errors.Is(err, blockio.ErrUnsupported) {
 				return fmt.Errorf("qcow2: image file cannot grow to %d bytes: %w", end, blockio.ErrNoSpace)

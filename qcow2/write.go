@@ -73,6 +73,16 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)
+		if pos&(img.cs-1) == 0 && int64(len(p)-done) >= 2*img.cs {
+			n, err := img.writeRun(p[done:], pos)
+			if err != nil {
+				return done, err
+			}
+			if n > 0 {
+				done += n
+				continue
+			}
+		}
 		chunk := p[done:min(len(p), done+int(img.cs-pos&(img.cs-1)))]
 		sh := img.shard(pos)
 		sh.Lock()
@@ -84,6 +94,154 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 		done += len(chunk)
 	}
 	return done, nil
+}
+
+// lockShardsW write-locks (lock) or unlocks the shards of clusters
+// first..last, which span fewer than nShards clusters, in the ascending
+// shard order every multi-shard locker uses (see lockShards).
+func (img *Image) lockShardsW(first, last int64, lock bool) {
+	lo, hi := first&(nShards-1), last&(nShards-1)
+	f := func(i int64) {
+		if lock {
+			img.shards[i].Lock()
+		} else {
+			img.shards[i].Unlock()
+		}
+	}
+	if lo <= hi {
+		for i := lo; i <= hi; i++ {
+			f(i)
+		}
+		return
+	}
+	for i := int64(0); i <= hi; i++ {
+		f(i)
+	}
+	for i := lo; i < nShards; i++ {
+		f(i)
+	}
+}
+
+// writeRun writes a run of whole guest clusters starting at the cluster
+// aligned offset off with a single data write. It handles two cases: a
+// run of clusters that all need a newly allocated host cluster (one
+// contiguous allocation, one refcount update pass, one data write, then
+// the L2 entries), and a run of clusters already allocated in place
+// (COPIED) at contiguous host offsets (one data write, no metadata). It
+// returns 0 without doing anything when fewer than two clusters qualify;
+// the caller then writes cluster by cluster. The on-disk ordering is the
+// same as for single-cluster writes: refcounts are raised in the cache
+// before the data is written, and the L2 entries are set only after the
+// data write returned, so flush/writeback (refcounts, barrier, L2) never
+// lets an L2 entry reach the disk before its data and refcounts.
+func (img *Image) writeRun(p []byte, off int64) (int, error) {
+	if img.extL2 || img.hasData {
+		return 0, nil
+	}
+	first := off >> img.cbits
+	n := int64(len(p)) >> img.cbits
+	n = min(n, maxBatch)
+	// Stay within one L2 table.
+	n = min(n, img.l2Ent-first&(img.l2Ent-1))
+	// Leave every refcount block range at least one cluster outside the
+	// run, where newRefBlockLocked can place a missing refcount block.
+	n = min(n, int64(1)<<img.rbBits-1)
+	// Whole clusters only (the last cluster of the disk may be partial).
+	n = min(n, img.vsize.Load()>>img.cbits-first)
+	if n < 2 {
+		return 0, nil
+	}
+	last := first + n - 1
+	img.lockShardsW(first, last, true)
+	defer img.lockShardsW(first, last, false)
+
+	img.mu.Lock()
+	if err := img.beginWriteLocked(); err != nil {
+		img.mu.Unlock()
+		return 0, err
+	}
+	if (last+1)<<img.cbits > img.vsize.Load() {
+		// The image shrank while this request waited.
+		img.mu.Unlock()
+		return 0, nil
+	}
+	// needAlloc reports whether a write to the cluster with L2 entry e
+	// takes a new host cluster (writeCluster's !reuse && !in-place case).
+	needAlloc := func(m mapping) bool {
+		e := m.entry
+		return !(e&oflagCompress == 0 && e&oflagCopied != 0 && e&l2OffsetMask != 0)
+	}
+	inPlace := func(m mapping) bool {
+		return m.kind == kNormal && m.entry&oflagCopied != 0 && m.n == img.cs
+	}
+	m0, err := img.lookupLocked(off, img.cs)
+	if err != nil {
+		img.mu.Unlock()
+		return 0, err
+	}
+	alloc := needAlloc(m0)
+	if !alloc && !inPlace(m0) {
+		img.mu.Unlock()
+		return 0, nil
+	}
+	k := int64(1)
+	for ; k < n; k++ {
+		m, err := img.lookupLocked(off+k<<img.cbits, img.cs)
+		if err != nil {
+			img.mu.Unlock()
+			return 0, err
+		}
+		if alloc {
+			if !needAlloc(m) {
+				break
+			}
+		} else if !inPlace(m) || m.host != m0.host+k<<img.cbits {
+			break
+		}
+	}
+	if k < 2 {
+		img.mu.Unlock()
+		return 0, nil
+	}
+	size := k << img.cbits
+	if !alloc {
+		img.mu.Unlock()
+		if _, err := img.data.WriteAt(p[:size], m0.host); err != nil {
+			return 0, err
+		}
+		return int(size), nil
+	}
+	host, err := img.allocClustersLocked(k)
+	if err != nil {
+		img.mu.Unlock()
+		return 0, err
+	}
+	for i := range k {
+		if img.overlapsMetadataLocked(host + i<<img.cbits) {
+			err := img.corruptLocked("refcount block", -1, "allocated cluster %#x overlaps metadata (refcounts are wrong)", host+i<<img.cbits)
+			img.mu.Unlock()
+			return 0, err
+		}
+	}
+	img.mu.Unlock()
+
+	if _, err := img.data.WriteAt(p[:size], host); err != nil {
+		img.mu.Lock()
+		img.freeLocked(host, size)
+		img.mu.Unlock()
+		return 0, err
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	for i := range k {
+		if err := img.setEntryLocked(off+i<<img.cbits, uint64(host+i<<img.cbits)|oflagCopied, allAllocated); err != nil {
+			// Release the clusters not entered (nothing references them;
+			// the release is applied after the next metadata flush).
+			img.freeLocked(host+i<<img.cbits, (k-i)<<img.cbits)
+			return int(i << img.cbits), err
+		}
+	}
+	return int(size), nil
 }
 
 // validLen is the number of guest bytes in the cluster starting at cstart.
