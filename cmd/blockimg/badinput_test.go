@@ -29,6 +29,17 @@ func TestBadInput(t *testing.T) {
 		{"compare", raw}, {"compare", raw, missing}, {"check", missing}, {"check", "-r", "some", raw},
 		{"io", missing}, {"io", "-c", "read 0 2M", raw}, {"io", "-r", "-c", "write 0 1", raw}, {"io", "-f", "raw", "-U", "-c", "write 0 1", raw},
 		{"convert", "-O", "raw", raw, dir},
+		// An explicit 0 is not "use the default" (qemu-img rejects it).
+		{"create", "-q", "-f", "qcow2", "-o", "cluster_size=0", filepath.Join(dir, "z0.qcow2"), "1M"},
+		{"create", "-q", "-f", "qcow2", "-o", "refcount_bits=0", filepath.Join(dir, "z1.qcow2"), "1M"},
+		{"create", "-q", "-f", "qcow2", "-o", "cluster_size=1E", filepath.Join(dir, "z2.qcow2"), "1M"},
+		{"create", "-q", "-f", "qcow2", "-o", "cluster_size=1e30", filepath.Join(dir, "z3.qcow2"), "1M"},
+		{"create", "-f", "raw", filepath.Join(dir, "z4"), "1e30"}, {"create", "-f", "raw", filepath.Join(dir, "z5"), ""},
+		{"create", "-f", "qcow2", filepath.Join(dir, "z6"), "8E"},
+		{"map", "--start-offset=-1", raw}, {"map", "--max-length=1e30", raw}, {"map", "--start-offset=9E", raw},
+		{"io", "-f", "raw", "-c", "read 9223372036854775807 1", raw}, {"io", "-f", "raw", "-c", "read 1E 1E", raw},
+		{"io", "-f", "raw", "-c", "write -z 18446744073709551615 1", raw}, {"io", "-f", "raw", "-c", "discard 0 9E", raw},
+		{"io", "-f", "raw", "-c", "write -P 0x1ff 0 1", raw}, {"io", "-f", "raw", "-c", "read", raw},
 	} {
 		out, errs, rc := blockimg(t, args...)
 		if rc == 0 {
@@ -99,4 +110,41 @@ func runAll(t *testing.T, img, dir string) {
 		}
 	}
 	os.Remove(out)
+}
+
+// TestEmptyFile: a 0-byte file is a valid empty raw image for info and map.
+func TestEmptyFile(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.raw")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"map", "-f", "raw", empty}, {"map", "--output=json", "-f", "raw", empty}, {"info", "-f", "raw", empty},
+		{"io", "-f", "raw", "-c", "read 0 0", empty},
+	} {
+		mustBlockimg(t, args...)
+	}
+	for _, args := range [][]string{{"map", "-f", "qcow2", empty}, {"info", "-f", "vmdk", empty}, {"check", "-f", "qcow2", empty}} {
+		if _, errs, rc := blockimg(t, args...); rc != 1 || !strings.Contains(errs, empty) {
+			t.Errorf("%v: exit %d, want 1 and an error naming the file: %q", args, rc, errs)
+		}
+	}
+}
+
+// TestBackingLoop: a backing-file loop is an error, never a hang.
+func TestBackingLoop(t *testing.T) {
+	qemutest.Require(t, "qemu-img")
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.qcow2"), filepath.Join(dir, "b.qcow2")
+	qemutest.Run(t, "qemu-img", "create", "-q", "-f", "qcow2", a, "1M")
+	qemutest.Run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", a, "-F", "qcow2", b)
+	qemutest.Run(t, "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", b, "-F", "qcow2", a)
+	for _, args := range [][]string{
+		{"info", "--backing-chain", b}, {"map", b}, {"check", b}, {"convert", "-O", "raw", b, filepath.Join(dir, "o.raw")},
+		{"io", "-c", "read 0 1", b},
+	} {
+		if _, errs, rc := blockimg(t, args...); rc == 0 || !strings.Contains(errs, "loop") {
+			t.Errorf("%v: exit %d, stderr %q; want a loop error", args, rc, errs)
+		}
+	}
 }

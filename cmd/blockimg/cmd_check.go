@@ -1,6 +1,11 @@
 package main
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+)
 
 // checkReport is the result of a consistency check (the schema's
 // ImageCheck without filename and format).
@@ -75,6 +80,16 @@ func cmdCheck(e *env, args []string) int {
 		return 1
 	}
 	path := operands[0]
+	// qemu-img opens the image for "-r leaks" without replaying the lazy
+	// refcounts of a dirty qcow2, then finds corruptions that leak repair
+	// cannot fix and fails (exit 1). Opening read-write here would repair
+	// everything on open, so first check such an image read-only and fail
+	// (leaving it untouched) if it needs more than leak repair.
+	if fix == "leaks" && (fmtName == "" || fmtName == "qcow2") && qcow2DirtyOnDisk(path) {
+		if dirtyNeedsRebuild(e, path, fmtName, o) {
+			return checkFailed
+		}
+	}
 	im, err := openImage(path, fmtName, o)
 	if err != nil {
 		e.errorf("%v", err)
@@ -168,4 +183,49 @@ func dumpHumanCheck(e *env, r *checkReport) {
 	if r.ImageEndOffset != 0 {
 		e.printf("Image end offset: %d\n", r.ImageEndOffset)
 	}
+}
+
+// qcow2DirtyOnDisk reports whether path starts with a qcow2 v3 header
+// whose dirty incompatible-feature bit (bit 0 at offset 72) is set.
+func qcow2DirtyOnDisk(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var h [80]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return false
+	}
+	return string(h[:4]) == "QFI\xfb" && binary.BigEndian.Uint32(h[4:]) >= 3 && h[79]&1 != 0
+}
+
+// dirtyNeedsRebuild checks a dirty qcow2 read-only, as "-r leaks" sees it
+// before any repair. If it finds corruptions (which leak repair cannot
+// fix) it prints the findings and qemu-img's failure and returns true.
+// Open errors are left to the caller's normal open.
+func dirtyNeedsRebuild(e *env, path, fmtName string, o openOptions) bool {
+	o.readOnly = true
+	im, err := openImage(path, fmtName, o)
+	if err != nil {
+		return false
+	}
+	defer im.Close()
+	if im.fmt.check == nil {
+		return false
+	}
+	var lines []string
+	rep, err := im.fmt.check(e.ctx, im.dev, path, "", func(msg string) { lines = append(lines, msg) })
+	if err != nil || (rep.Corruptions == 0 && rep.CheckErrors == 0) {
+		return false
+	}
+	if !e.quiet {
+		e.out.Flush()
+		for _, l := range lines {
+			fmt.Fprintln(e.stderr, l)
+		}
+		fmt.Fprintln(e.stderr, "ERROR need to rebuild refcount structures")
+	}
+	e.errorf("Check failed: Input/output error")
+	return true
 }

@@ -56,6 +56,13 @@ func qcow2CreateOptions(p *createParams) (qcow2.CreateOptions, error) {
 		return co, err
 	}
 	co.RefcountBits = int(rb)
+	// The zero values mean "default" to qcow2; an explicit 0 is invalid.
+	if co.ClusterSize == 0 && l.has("cluster_size") {
+		return co, fmt.Errorf("Cluster size must be a power of two between 512 and 2048k")
+	}
+	if co.RefcountBits == 0 && l.has("refcount_bits") {
+		return co, fmt.Errorf("Refcount width must be a power of two and may not exceed 64 bits")
+	}
 	if co.LazyRefcounts, err = l.getBool("lazy_refcounts", false); err != nil {
 		return co, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,6 +248,24 @@ func TestCheckRepair(t *testing.T) {
 		if _, _, rc := blockimg(t, "check", img); rc != checkCorrupt {
 			t.Fatalf("check of the dirty image: exit %d, want %d", rc, checkCorrupt)
 		}
+		if mode == "leaks" {
+			// As qemu-img: leak repair cannot rebuild the refcounts of a
+			// dirty image; it fails with exit 1 (and we leave it alone).
+			if out, errs, rc := blockimg(t, "check", "-r", mode, img); rc != checkFailed || !strings.Contains(errs, "Check failed") {
+				t.Fatalf("check -r leaks of the dirty image: exit %d, want %d\n%s%s", rc, checkFailed, out, errs)
+			}
+			if b, _ := os.ReadFile(img); !bytes.Equal(b, data) {
+				t.Fatal("check -r leaks modified the dirty image")
+			}
+			q := filepath.Join(t.TempDir(), "q.qcow2")
+			if err := os.WriteFile(q, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, rc := qemuRC(t, "qemu-img", "check", "-r", "leaks", q); rc != checkFailed {
+				t.Errorf("qemu-img check -r leaks of the dirty image: exit %d, want %d", rc, checkFailed)
+			}
+			continue
+		}
 		if out, errs, rc := blockimg(t, "check", "-r", mode, img); rc != 0 {
 			t.Fatalf("check -r %s: exit %d\n%s%s", mode, rc, out, errs)
 		}
@@ -256,5 +275,33 @@ func TestCheckRepair(t *testing.T) {
 		if out, rc := qemuRC(t, "qemu-img", "compare", "-U", filepath.Join(corpus, "qcow2-lazy-dirty.qcow2"), img); rc != 0 {
 			t.Fatalf("after -r %s the data changed: %s", mode, out)
 		}
+	}
+}
+
+// TestCheckLeaksDirtyConsistent: "-r leaks" on a dirty image whose
+// refcounts are in fact consistent succeeds and clears the dirty bit, as
+// qemu-img does.
+func TestCheckLeaksDirtyConsistent(t *testing.T) {
+	qemutest.Require(t, "qemu-img")
+	qemutest.Require(t, "qemu-io")
+	img := filepath.Join(t.TempDir(), "l.qcow2")
+	qemutest.Run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", img, "1M")
+	qemutest.Run(t, "qemu-io", "-f", "qcow2", "-c", "write 0 64k", img)
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[79] |= 1 // incompatible feature bit 0: dirty
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, rc := blockimg(t, "check", "-r", "leaks", img); rc != 0 {
+		t.Fatalf("check -r leaks: exit %d\n%s%s", rc, out, errs)
+	}
+	if qcow2DirtyOnDisk(img) {
+		t.Error("dirty bit still set after check -r leaks")
+	}
+	if out, rc := qemuRC(t, "qemu-img", "check", img); rc != 0 {
+		t.Fatalf("qemu-img check after -r leaks: exit %d\n%s", rc, out)
 	}
 }
