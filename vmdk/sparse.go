@@ -457,6 +457,9 @@ var zlibReaders sync.Pool
 // fills dst with what follows; it returns the bytes stored in dst (fewer
 // when the stream is short).
 func inflateAt(dst []byte, src []byte, skip int64) (int, error) {
+	if skip == 0 {
+		return inflateWhole(dst, src)
+	}
 	br := &byteReader{b: src}
 	var zr io.ReadCloser
 	if v := zlibReaders.Get(); v != nil {
