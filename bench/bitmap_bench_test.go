@@ -173,6 +173,30 @@ func BenchmarkHBitmapIterateSparse(b *testing.B) {
 	}
 }
 
+// BenchmarkHBitmapForEachSparse is BenchmarkHBitmapIterateSparse through
+// the callback API ForEachDirtyArea.
+func BenchmarkHBitmapForEachSparse(b *testing.B) {
+	for _, c := range bmSparseCases {
+		b.Run(c.name, func(b *testing.B) {
+			h, _ := bitmap.New(c.size, bmGran)
+			for _, o := range bmSparseAreas(c.size, c.areas) {
+				h.Set(o, 1<<20)
+			}
+			b.ReportAllocs()
+			var found int
+			for b.Loop() {
+				found = 0
+				h.ForEachDirtyArea(0, 0, func(off, n int64) bool {
+					found++
+					return true
+				})
+			}
+			b.ReportMetric(float64(found), "areas")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(found), "ns/area")
+		})
+	}
+}
+
 // BenchmarkFlatIterateSparse: the same walk over a flat bitset.BitSet with
 // NextSet (start of an area) and NextClear (its end).
 func BenchmarkFlatIterateSparse(b *testing.B) {
