@@ -183,6 +183,18 @@ func (s *ioSession) parsePattern(arg string) (byte, error) {
 }
 
 // checkRequest validates a request before any buffer is allocated.
+// request parses the OFF and LEN operands of op and checks them against
+// the image.
+func (s *ioSession) request(op string, args []string) (off, n int64, err error) {
+	if off, err = s.ioNum(args[0]); err != nil {
+		return 0, 0, err
+	}
+	if n, err = s.ioNum(args[1]); err != nil {
+		return 0, 0, err
+	}
+	return off, n, s.checkRequest(op, off, n)
+}
+
 func (s *ioSession) checkRequest(op string, off, n int64) error {
 	if n > maxIORequest {
 		s.e.printf("length cannot exceed %d, given %d\n", int64(maxIORequest), n)
@@ -248,15 +260,8 @@ func ioRead(s *ioSession, opts []parsedOpt, args []string) error {
 			return errIOCmd
 		}
 	}
-	off, err := s.ioNum(args[0])
+	off, n, err := s.request("read", args)
 	if err != nil {
-		return err
-	}
-	n, err := s.ioNum(args[1])
-	if err != nil {
-		return err
-	}
-	if err := s.checkRequest("read", off, n); err != nil {
 		return err
 	}
 	if pLen < 0 {
@@ -359,15 +364,8 @@ func ioWrite(s *ioSession, opts []parsedOpt, args []string) error {
 		s.e.printf("-u requires -z to be specified\n")
 		return errIOCmd
 	}
-	off, err := s.ioNum(args[0])
+	off, n, err := s.request("write", args)
 	if err != nil {
-		return err
-	}
-	n, err := s.ioNum(args[1])
-	if err != nil {
-		return err
-	}
-	if err := s.checkRequest("write", off, n); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -437,15 +435,8 @@ func ioDiscard(s *ioSession, opts []parsedOpt, args []string) error {
 			quiet = true
 		}
 	}
-	off, err := s.ioNum(args[0])
+	off, n, err := s.request("discard", args)
 	if err != nil {
-		return err
-	}
-	n, err := s.ioNum(args[1])
-	if err != nil {
-		return err
-	}
-	if err := s.checkRequest("discard", off, n); err != nil {
 		return err
 	}
 	start := time.Now()
