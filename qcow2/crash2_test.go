@@ -124,41 +124,7 @@ func TestCrashSharedAndBacking(t *testing.T) {
 					off &^= cs - 1
 					n = min(size-off, cs*(1+rng.Int64N(2)))
 				}
-				if k < 10 {
-					for j := off; j < off+n; j++ {
-						touched[j] = true
-					}
-				}
-				switch {
-				case k < 6:
-					p := pattern(rng, int(n))
-					if _, err := img.WriteAt(p, off); err != nil {
-						t.Fatal(err)
-					}
-					copy(model[off:], p)
-				case k < 8:
-					if err := img.WriteZeroes(off, n, rng.IntN(2) == 0); err != nil {
-						t.Fatal(err)
-					}
-					clear(model[off : off+n])
-				case k < 9:
-					if err := img.Discard(off, n); err != nil {
-						t.Fatal(err)
-					}
-					clear(model[off : off+n])
-				case k < 10:
-					p := pattern(rng, int(n))
-					if err := img.WriteCompressed(p, off); err != nil {
-						t.Fatal(err)
-					}
-					copy(model[off:], p)
-				default:
-					if err := img.Flush(); err != nil {
-						t.Fatal(err)
-					}
-					copy(flushed, model)
-					clear(touched)
-				}
+				crashOp(t, img, rng, k, off, n, model, flushed, touched)
 			}
 			dev.cut = nil
 			if err := img.Close(); err != nil {

@@ -98,42 +98,7 @@ func TestCrashConsistency(t *testing.T) {
 					off &^= cs - 1
 					n = min(cfg.size-off, cs*(1+rng.Int64N(2)))
 				}
-				if k < 10 {
-					for j := off; j < off+n; j++ {
-						touched[j] = true
-					}
-				}
-				switch {
-				case k < 6:
-					p := pattern(rng, int(n))
-					if _, err := img.WriteAt(p, off); err != nil {
-						t.Fatal(err)
-					}
-					copy(model[off:], p)
-				case k < 8:
-					if err := img.WriteZeroes(off, n, rng.IntN(2) == 0); err != nil {
-						t.Fatal(err)
-					}
-					clear(model[off : off+n])
-				case k < 9:
-					if err := img.Discard(off, n); err != nil {
-						t.Fatal(err)
-					}
-					// Whole clusters read as zeros after a discard.
-					clear(model[off : off+n])
-				case k < 10:
-					p := pattern(rng, int(n))
-					if err := img.WriteCompressed(p, off); err != nil {
-						t.Fatal(err)
-					}
-					copy(model[off:], p)
-				default:
-					if err := img.Flush(); err != nil {
-						t.Fatal(err)
-					}
-					copy(flushed, model)
-					clear(touched)
-				}
+				crashOp(t, img, rng, k, off, n, model, flushed, touched)
 			}
 			dev.cut = nil
 			img.Close()
@@ -217,4 +182,48 @@ func verifyCrashImage(t *testing.T, name string, mem *blockio.Mem, flushed []byt
 		}
 	}
 	_ = bytes.Equal
+}
+
+// crashOp applies workload operation kind k (0-5 write, 6-7 zero write, 8
+// discard, 9 compressed write, 10+ flush) at [off, off+n) to img and to the
+// model of the guest content. flushed is the content at the last completed
+// Flush; touched marks bytes changed since then, which a crash may lose.
+func crashOp(t *testing.T, img *Image, rng *rand.Rand, k int, off, n int64, model, flushed []byte, touched []bool) {
+	t.Helper()
+	if k < 10 {
+		for j := off; j < off+n; j++ {
+			touched[j] = true
+		}
+	}
+	switch {
+	case k < 6:
+		p := pattern(rng, int(n))
+		if _, err := img.WriteAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	case k < 8:
+		if err := img.WriteZeroes(off, n, rng.IntN(2) == 0); err != nil {
+			t.Fatal(err)
+		}
+		clear(model[off : off+n])
+	case k < 9:
+		if err := img.Discard(off, n); err != nil {
+			t.Fatal(err)
+		}
+		// Whole clusters read as zeros after a discard.
+		clear(model[off : off+n])
+	case k < 10:
+		p := pattern(rng, int(n))
+		if err := img.WriteCompressed(p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], p)
+	default:
+		if err := img.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		copy(flushed, model)
+		clear(touched)
+	}
 }
