@@ -648,3 +648,13 @@ func (it *DirtyIterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 	}
 	return it.current().NextArea(maxLen)
 }
+
+// NextAreas appends the next dirty runs to dst under one lock, see
+// Iterator.NextAreas.
+func (it *DirtyIterator) NextAreas(dst []Area, maxLen int64) []Area {
+	defer it.bm.lock()()
+	if it.bm.released {
+		return dst
+	}
+	return it.current().NextAreas(dst, maxLen)
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -508,5 +509,67 @@ func TestAbdicateKeepsMeta(t *testing.T) {
 	s.MarkDirty(1<<29, 1)
 	if !meta.Get(1<<29) || meta.Count() == 0 {
 		t.Fatal("meta not attached after abdicate")
+	}
+}
+
+// TestDirtyIteratorBatches walks a DirtyBitmap with NextAreas while writers
+// mark it dirty: every batch is sorted, aligned and inside the device, and
+// once the writers stop a batched walk lists exactly the bitmap's areas.
+func TestDirtyIteratorBatches(t *testing.T) {
+	const gran = 65536
+	s, _ := NewSet(1 << 36)
+	bm := mustAdd(t, s, "b", AddOptions{Granularity: gran})
+	var wg sync.WaitGroup
+	var done atomic.Int32
+	writes := 20000
+	if testing.Short() || raceEnabled {
+		writes = 4000
+	}
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer done.Add(1)
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			for range writes {
+				s.MarkDirty(rng.Int64N(s.Size()), 1+rng.Int64N(4*gran))
+			}
+		}()
+	}
+	for pass := 0; pass < 5 || done.Load() < 3; pass++ {
+		it := bm.Iterator(0)
+		prevEnd := int64(-1)
+		buf := make([]Area, 0, 1+pass*3)
+		for {
+			areas := it.NextAreas(buf[:0], int64(pass%4)*gran)
+			if len(areas) == 0 {
+				break
+			}
+			for _, a := range areas {
+				if a.Off <= prevEnd || a.Off%gran != 0 || a.Len <= 0 || a.Off+a.Len > s.Size() {
+					t.Fatalf("pass %d: area %+v after %d", pass, a, prevEnd)
+				}
+				prevEnd = a.Off + a.Len - 1
+			}
+		}
+	}
+	wg.Wait()
+	want := bm.Snapshot().AppendDirtyAreas(nil, 0, 0)
+	var got []Area
+	it := bm.Iterator(0)
+	for {
+		n := len(got)
+		if got = it.NextAreas(slices.Grow(got, 7), 0); len(got) == n {
+			break
+		}
+	}
+	if !slices.Equal(got, want) || len(got) == 0 {
+		t.Fatalf("batched walk %d areas, snapshot %d", len(got), len(want))
+	}
+	if err := bm.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got := bm.Iterator(0).NextAreas(nil, 0); len(got) != 0 {
+		t.Fatalf("released bitmap yields %v", got)
 	}
 }

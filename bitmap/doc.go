@@ -23,13 +23,17 @@
 //   - Summaries and Count stay exact during deserialization (QEMU leaves
 //     them stale until hbitmap_deserialize_finish), so a half-loaded bitmap
 //     can be queried safely; DeserializeFinish just re-verifies.
-//   - Iterators hold a position plus a cached cursor into the summary
-//     levels that a change counter validates: they stay valid across any
-//     change, including Truncate, and also return bits set ahead of them
-//     (QEMU's iterator misses those and is invalidated by truncation).
+//   - Iterators hold a position plus a small buffer of areas decoded ahead
+//     in batches, which a change counter and a short log of recent changes
+//     validate: they stay valid across any change, including Truncate, and
+//     also return bits set ahead of them (QEMU's iterator misses those and
+//     is invalidated by truncation). A job that resets each area it is
+//     given keeps the buffer (the change lies behind the position).
+//     Iterator.NextAreas hands out a batch per call; AppendDirtyAreas uses
+//     it.
 //
 // Why plain []uint64 levels rather than github.com/bits-and-blooms/bitset:
-// the hot paths (Set/Reset of one write, the summary climb of the iterator)
+// the hot paths (Set/Reset of one write, the iterator's batch decoder)
 // need word-level access with masks and zero-transition detection on
 // several levels at once; bitset's API works bit by bit or by whole sets,
 // grows implicitly, and would add a call and bounds check per level. All

@@ -44,3 +44,25 @@ func Example() {
 	// status: frozen clear: bitmap: clear "inc0": bitmap is frozen
 	// {Name:inc0 Count:65536 Granularity:65536 Status:active}
 }
+
+// A job queues copy requests in batches: NextAreas fills the spare capacity
+// of its slice, here at most two areas of at most 128 KiB per call.
+func ExampleIterator_NextAreas() {
+	h, _ := bitmap.New(1<<30, 64<<10)
+	h.Set(0, 64<<10)
+	h.Set(1<<20, 320<<10) // five groups: split by maxLen
+	h.Set(1<<29, 1)
+	it := h.Iterator(0)
+	batch := make([]bitmap.Area, 0, 2)
+	for {
+		batch = it.NextAreas(batch[:0], 128<<10)
+		if len(batch) == 0 {
+			break
+		}
+		fmt.Println(batch)
+	}
+	// Output:
+	// [{0 65536} {1048576 131072}]
+	// [{1179648 131072} {1310720 65536}]
+	// [{536870912 65536}]
+}

@@ -37,9 +37,11 @@ type HBitmap struct {
 	levels [][]uint64 // levels[0] is the single top word, levels[len-1] the stored bits
 	count  uint64     // set bits in the last level
 	meta   *HBitmap   // optional change tracker, see CreateMeta
-	// gen changes whenever a summary bit may change (a stored word became
-	// zero or non-zero); iterators use it to trust their look-ahead.
-	gen uint64
+	// mod counts the changes to the stored bits; modLog[k%modLogLen] holds
+	// the highest stored bit change k may have touched. Iterators use them
+	// to tell whether the areas they decoded ahead are still exact.
+	mod    uint64
+	modLog [modLogLen]uint64
 }
 
 // New returns an empty bitmap for a device of size bytes at granularity
@@ -188,7 +190,7 @@ func (h *HBitmap) ResetAll() {
 		clear(l)
 	}
 	h.count = 0
-	h.gen++
+	h.changed(allBits)
 	if h.meta != nil && h.nbits > 0 {
 		h.markMeta(0, h.nbits-1)
 	}
@@ -296,8 +298,10 @@ func (h *HBitmap) setBits(first, last uint64) bool {
 		added, fromZero = orRange(h.levels[lv], first, last)
 	}
 	h.count += uint64(added)
+	if added != 0 {
+		h.changed(last)
+	}
 	if fromZero && lv > 0 {
-		h.gen++
 		for fromZero && lv > 0 {
 			first, last, lv = first>>6, last>>6, lv-1
 			if first>>6 == last>>6 {
@@ -324,8 +328,10 @@ func (h *HBitmap) resetBits(first, last uint64) bool {
 		removed, toZero, upFirst, upLast = clearRange(h.levels[lv], first, last)
 	}
 	h.count -= uint64(removed)
+	if removed != 0 {
+		h.changed(last)
+	}
 	if toZero && lv > 0 && upFirst <= upLast {
-		h.gen++
 		for toZero && lv > 0 && upFirst <= upLast {
 			lv--
 			if upFirst>>6 == upLast>>6 {
@@ -341,7 +347,7 @@ func (h *HBitmap) resetBits(first, last uint64) bool {
 // rebuildSummary recomputes the summary bits for the stored words
 // [fw, lw] (after they were overwritten directly) at every level above.
 func (h *HBitmap) rebuildSummary(fw, lw uint64) {
-	h.gen++
+	h.changed(allBits)
 	for lv := len(h.levels) - 1; lv > 0; lv-- {
 		below := h.levels[lv]
 		above := h.levels[lv-1]
@@ -354,6 +360,20 @@ func (h *HBitmap) rebuildSummary(fw, lw uint64) {
 		}
 		fw, lw = fw>>6, lw>>6
 	}
+}
+
+// modLogLen is how many recent changes an HBitmap remembers for its
+// iterators.
+const modLogLen = 4
+
+// allBits is the change-log entry of a change that may touch any bit.
+const allBits = ^uint64(0)
+
+// changed records a change to the stored bits, the highest touched being
+// last.
+func (h *HBitmap) changed(last uint64) {
+	h.mod++
+	h.modLog[h.mod%modLogLen] = last
 }
 
 // recount recomputes count from the stored words.

@@ -1,153 +1,9 @@
 package bitmap
 
-import "math/bits"
-
-// nextSet returns the first set stored bit >= pos using the summary levels:
-// it climbs while the rest of the current word is empty and descends along
-// the lowest set summary bit, so a clean run of any length costs O(levels).
-func (h *HBitmap) nextSet(pos uint64) (uint64, bool) {
-	if pos >= h.nbits {
-		return 0, false
-	}
-	return h.nextSetAt(len(h.levels)-1, pos)
-}
-
-// nextSetAt returns the first set bit >= i of level lv, consulting only lv
-// and the levels above it.
-func (h *HBitmap) nextSetAt(lv int, i uint64) (uint64, bool) {
-	bottom := lv
-	for {
-		words := h.levels[lv]
-		wi := i >> 6
-		if wi >= uint64(len(words)) {
-			return 0, false
-		}
-		if w := words[wi] & maskFrom(i); w != 0 {
-			i = wi<<6 | uint64(bits.TrailingZeros64(w))
-			break
-		}
-		if lv == 0 {
-			return 0, false
-		}
-		// The rest of word wi is clean: continue with word wi+1, whose
-		// summary bit is bit wi+1 of the level above.
-		i = wi + 1
-		lv--
-	}
-	for lv < bottom {
-		lv++
-		w := h.levels[lv][i]
-		if w == 0 { // cannot happen while the invariant holds
-			return h.scanSet(i << 6)
-		}
-		i = i<<6 | uint64(bits.TrailingZeros64(w))
-	}
-	return i, true
-}
-
-// scanSet is the linear fallback of nextSet over the stored level.
-func (h *HBitmap) scanSet(pos uint64) (uint64, bool) {
-	words := h.last()
-	for wi := pos >> 6; wi < uint64(len(words)); wi++ {
-		w := words[wi]
-		if wi == pos>>6 {
-			w &= maskFrom(pos)
-		}
-		if w != 0 {
-			b := wi<<6 | uint64(bits.TrailingZeros64(w))
-			return b, b < h.nbits
-		}
-	}
-	return 0, false
-}
-
-// nextClear returns the first clear stored bit in [pos, limit), or limit.
-// It scans the stored level only (summaries say "non-empty", not "full").
-func (h *HBitmap) nextClear(pos, limit uint64) uint64 {
-	limit = min(limit, h.nbits)
-	if pos >= limit {
-		return limit
-	}
-	words := h.last()
-	wi := pos >> 6
-	w := ^words[wi] & maskFrom(pos)
-	for w == 0 {
-		wi++
-		if wi<<6 >= limit {
-			return limit
-		}
-		w = ^words[wi]
-	}
-	return min(wi<<6|uint64(bits.TrailingZeros64(w)), limit)
-}
-
-// NextDirty returns the first dirty byte offset >= from (from itself when
-// its group is dirty), or -1 when there is none.
-func (h *HBitmap) NextDirty(from int64) int64 {
-	from = max(from, 0)
-	if from >= h.size {
-		return -1
-	}
-	b, ok := h.nextSet(uint64(from) >> h.shift)
-	if !ok {
-		return -1
-	}
-	return max(from, int64(b<<h.shift))
-}
-
-// NextClean returns the first clean byte offset >= from and < Size, or -1
-// when there is none. It scans the stored level: O(distance/granularity/64).
-func (h *HBitmap) NextClean(from int64) int64 {
-	from = max(from, 0)
-	if from >= h.size {
-		return -1
-	}
-	b := h.nextClear(uint64(from)>>h.shift, h.nbits)
-	if b >= h.nbits {
-		return -1
-	}
-	return max(from, int64(b<<h.shift))
-}
-
-// NextDirtyArea returns the first run of dirty bytes at or after from:
-// off >= from, the run clipped to Size and, when maxLen > 0, to at most
-// maxLen bytes. ok is false when nothing at or after from is dirty. Mirror
-// and backup use it to build large contiguous copy requests.
-func (h *HBitmap) NextDirtyArea(from, maxLen int64) (off, n int64, ok bool) {
-	from = max(from, 0)
-	if from >= h.size {
-		return 0, 0, false
-	}
-	b, found := h.nextSet(uint64(from) >> h.shift)
-	if !found {
-		return 0, 0, false
-	}
-	off = max(from, int64(b<<h.shift))
-	return off, h.areaLen(off, h.nextClear(b+1, h.areaLimit(off, maxLen)), maxLen), true
-}
-
-// areaLimit returns the group after the last one an area starting at byte
-// off may reach: nbits, or less when maxLen > 0 caps the area.
-func (h *HBitmap) areaLimit(off, maxLen int64) uint64 {
-	if maxLen > 0 && maxLen < h.size-off {
-		return (uint64(off+maxLen-1) >> h.shift) + 1
-	}
-	return h.nbits
-}
-
-// areaLen returns the length of the dirty area starting at byte off whose
-// first clean group is e, clipped to Size and to maxLen when maxLen > 0.
-func (h *HBitmap) areaLen(off int64, e uint64, maxLen int64) int64 {
-	end := h.size
-	if e < h.nbits && int64(e<<h.shift) < end {
-		end = int64(e << h.shift)
-	}
-	n := end - off
-	if maxLen > 0 && n > maxLen {
-		n = maxLen
-	}
-	return n
-}
+import (
+	"math/bits"
+	"slices"
+)
 
 // Iterator walks the dirty groups of an HBitmap in increasing order. It
 // holds a position, not a snapshot: it stays valid while bits change, and
@@ -155,39 +11,111 @@ func (h *HBitmap) areaLen(off int64, e uint64, maxLen int64) int64 {
 // returned; bits set ahead of its position are returned; bits set behind it
 // are not (seek back, or loop until Count is 0, to catch them).
 //
-// Besides the position it caches a cursor into the summary levels (as
-// QEMU's iterator does): for every summary level, the bits of the word on
-// the current path that lie after it. While no summary bit changes (the
-// bitmap's gen counter is unchanged) the next non-empty stored word is found
-// from the cursor without re-reading the levels above, so a sparse walk
-// touches about one summary word and one stored word per dirty area. Any
-// change that may alter a summary bit invalidates the cursor, which is then
-// rebuilt from the position in O(levels).
+// To make a sparse walk cheap it decodes the next dirty areas in batches:
+// one tight loop follows the two lowest summary levels (with short queues
+// of non-empty words for the levels above) to the stored words and turns
+// their runs into areas in a small buffer, which NextArea and NextAreas
+// then hand out; a step served from the buffer is a handful of
+// instructions instead of a descent through the levels. The buffer is
+// trusted only while the bitmap is unchanged, or changed strictly behind
+// the iterator's position (a job resetting the area it was just given);
+// any other change makes the next step rebuild the walk from the position,
+// in O(levels), and decode a small batch again. Batches grow while the
+// bitmap stays quiet.
 //
 // An Iterator follows the goroutine-safety of its HBitmap: use it under the
 // same lock as the writers (Set's DirtyIterator does that for you). Copies
-// of an Iterator are independent (each has its own position and cursor).
+// of an Iterator are independent (each has its own position and buffer).
 type Iterator struct {
 	h   *HBitmap
 	pos int64 // next byte offset to examine
 
-	// Cursor, valid when ok && gen == h.gen: wi is the stored word the
-	// walk is in (the one containing pos, or one the walk has moved to
-	// past empty words) and cur[lv], for each summary level lv < L-1, holds
-	// the bits of level lv's path word strictly after the path. Visiting a
-	// word never clears cur bits of words not yet visited, so set bits
-	// ahead of the walk are always found.
-	ok   bool
-	gen  uint64
-	wi   uint64
-	top  int      // index of the stored level
-	last []uint64 // the stored level
-	cur  [maxLevels]uint64
-	sink uint64 // keeps prefetching loads alive
+	// Decoded areas not yet returned: areas[ai:an], in stored bits, in
+	// increasing order (areas[0] is the decoder's sentinel). open marks
+	// the last one as a run that may continue past its end (the decoder
+	// stopped inside a long run); fast excludes it: areas[ai:fast] are
+	// served without further checks.
+	ai, an int
+	fast   int
+	open   bool
+	mod    uint64 // h.mod the areas and the walk state below are exact for
+	areas  [areaCap]bitSpan
+
+	// Walk state of the decoder, valid when ok. The stored words still to
+	// decode, in order, are: word from>>6 from bit from when fresh; the set
+	// bits of m1 (bits of level top-1 word s1); the words below the set
+	// bits of m2 (bits of level top-2 word s2); the words below the words
+	// queued in q[top-2], q[top-3], ... q[1].
+	ok     bool
+	fresh  bool
+	from   uint64
+	sum1   []uint64 // levels top-1 and top-2, when they exist
+	sum2   []uint64
+	m1, s1 uint64
+	m2, s2 uint64
+	top    int      // index of the stored level
+	last   []uint64 // the stored level
+	batch  int      // areas a decode aims for; grows while the state stays valid
+	q      [maxLevels]wordQueue
 }
 
-// maxLevels bounds the levels of an HBitmap: MaxBits = 2^41 bits need 7.
-const maxLevels = 8
+// span is a dirty area [off, end) in bytes.
+type span struct{ off, end int64 }
+
+// bitSpan is a decoded dirty area [st, en) in stored bits.
+type bitSpan struct{ st, en uint64 }
+
+const (
+	// maxLevels bounds the levels of an HBitmap: MaxBits = 2^41 bits
+	// need 7.
+	maxLevels = 8
+	// areaCap is the area buffer's size (a power of two). One stored word
+	// adds at most 32 areas, so a decode stops, after a word, once it
+	// holds maxBatch areas.
+	areaCap  = 64
+	maxBatch = areaCap - 33
+	// maxRunWords bounds the words one decode spends following a single
+	// run; a longer run is handed out as an open area whose end NextArea
+	// finds with a plain scan, limited by maxLen.
+	maxRunWords = 64
+	// queueCap is the capacity of one upper level's queue; decoding
+	// writes four entries at a time, so a refill stops when fewer than
+	// four slots are free.
+	queueCap = 12
+)
+
+// wordQueue is one upper level's queue of word indices that may be
+// non-empty: e[head:n], then the set bits of pend (bits of word src of the
+// level above, not yet decoded).
+type wordQueue struct {
+	head, n uint8
+	pend    uint64
+	src     uint64
+	e       [queueCap]uint64
+}
+
+// decode appends the indices of pend's set bits until pend is empty or the
+// queue has fewer than four free slots. Four entries are written per step
+// whatever pend holds and the count advances by the bits actually present,
+// so a sparse word costs one well-predicted step.
+func (q *wordQueue) decode() {
+	m, n := q.pend, int(q.n)
+	base := q.src << 6
+	for m != 0 && n <= queueCap-4 {
+		c := min(bits.OnesCount64(m), 4)
+		e := q.e[n : n+4 : n+4]
+		e[0] = base | uint64(bits.TrailingZeros64(m))
+		m &= m - 1
+		e[1] = base | uint64(bits.TrailingZeros64(m))
+		m &= m - 1
+		e[2] = base | uint64(bits.TrailingZeros64(m))
+		m &= m - 1
+		e[3] = base | uint64(bits.TrailingZeros64(m))
+		m &= m - 1
+		n += c
+	}
+	q.pend, q.n = m, uint8(n)
+}
 
 // Iterator returns an iterator positioned at byte offset from.
 func (h *HBitmap) Iterator(from int64) Iterator {
@@ -196,223 +124,365 @@ func (h *HBitmap) Iterator(from int64) Iterator {
 
 // MoveTo moves the iterator to byte offset off.
 func (it *Iterator) MoveTo(off int64) {
-	it.pos, it.ok = max(off, 0), false
+	it.pos = max(off, 0)
+	it.invalidate()
 }
 
 // Pos returns the offset the next search starts from.
 func (it *Iterator) Pos() int64 { return it.pos }
 
-// initCursor builds the cursor for stored word wi from the live summaries.
-func (it *Iterator) initCursor(wi uint64) {
-	h := it.h
-	top := len(h.levels) - 1
-	idx := wi // index at level lv+1 of the path word
-	for lv := top - 1; lv >= 0; lv-- {
-		it.cur[lv] = h.levels[lv][idx>>6] & (^uint64(0) << (idx & 63) << 1)
-		idx >>= 6
-	}
-	it.wi, it.gen, it.ok = wi, h.gen, true
-	it.top, it.last = top, h.levels[top]
-}
-
-// emptyNext reports whether the cursor (valid, not at the top level) knows
-// that stored word wi, the one after the cursor's word, is empty: it lies
-// under the same summary word and its summary bit is clear.
-func (it *Iterator) emptyNext(wi uint64) bool {
-	return it.top > 0 && wi == it.wi+1 && wi&63 != 0 && it.cur[it.top-1]&(1<<(wi&63)) == 0
-}
-
-// nextWord advances the cursor to the next non-empty stored word after
-// it.wi and returns its index; false when there is none.
-func (it *Iterator) nextWord() (uint64, bool) {
-	top := it.top
-	// Fast path: another non-empty word under the same summary word.
-	if c := it.cur[top-1]; c != 0 {
-		it.cur[top-1] = c & (c - 1)
-		it.wi = it.wi&^63 | uint64(bits.TrailingZeros64(c))
-		return it.wi, true
-	}
-	h := it.h
-	lv := top - 2
-	for lv >= 0 && it.cur[lv] == 0 {
-		lv--
-	}
-	if lv < 0 {
-		return 0, false
-	}
-	c := it.cur[lv]
-	idx := it.wi>>(6*uint(top-lv-1))&^63 | uint64(bits.TrailingZeros64(c))
-	it.cur[lv] = c & (c - 1)
-	for lv++; lv < top; lv++ {
-		w := h.levels[lv][idx]
-		if w == 0 { // cannot happen while the invariant holds
-			return it.slowNext(idx << (6 * uint(top-lv)))
-		}
-		it.cur[lv] = w & (w - 1)
-		if lv == top-2 {
-			it.prefetch(idx<<6, w&(w-1))
-		}
-		idx = idx<<6 | uint64(bits.TrailingZeros64(w))
-	}
-	it.wi = idx
-	return idx, true
-}
-
-// prefetch touches the summary words below the set bits of m (a word of
-// level L-3 whose bit 0 stands for summary word base) and the first stored
-// word below each, so that the cache misses of the next several dirty
-// areas overlap instead of being paid one after another.
-func (it *Iterator) prefetch(base, m uint64) {
-	h := it.h
-	sum, last := h.levels[len(h.levels)-2], h.last()
-	var s uint64
-	for ; m != 0; m &= m - 1 {
-		i := base | uint64(bits.TrailingZeros64(m))
-		w := sum[i]
-		s += last[i<<6|uint64(bits.TrailingZeros64(w|1<<63))]
-	}
-	it.sink += s
-}
-
-// slowNext is the fallback should the summaries ever disagree with the
-// stored words: a plain search from stored bit pos.
-func (it *Iterator) slowNext(pos uint64) (uint64, bool) {
-	it.ok = false
-	b, ok := it.h.scanSet(pos)
-	return b >> 6, ok
-}
-
-// seek returns the first dirty stored bit >= b (b < nbits) and the live
-// stored word containing it, positioning the cursor on that word.
-func (it *Iterator) seek(b uint64) (bit, w uint64, ok bool) {
-	h := it.h
-	wi := b >> 6
-	if !it.ok || it.gen != h.gen {
-		it.initCursor(wi)
-	} else if wi != it.wi {
-		if wi == it.wi+1 && wi&63 != 0 {
-			// The next word under the same summary word: it is now
-			// visited, so drop it from the cursor.
-			it.cur[it.top-1] &^= 1 << (wi & 63)
-			it.wi = wi
-		} else {
-			it.initCursor(wi)
-		}
-	}
-	last := it.last
-	w = last[wi] & maskFrom(b)
-	if w == 0 {
-		if it.top == 0 {
-			return 0, 0, false
-		}
-		if wi, ok = it.nextWord(); !ok {
-			return 0, 0, false
-		}
-		if w = last[wi]; w == 0 { // cannot happen while the invariant holds
-			b, ok := h.scanSet(wi << 6)
-			if !ok {
-				return 0, 0, false
-			}
-			it.ok = false
-			return b, last[b>>6], true
-		}
-	}
-	return wi<<6 | uint64(bits.TrailingZeros64(w)), w, true
-}
-
-// Next returns the offset of the next dirty group (its first byte, or the
-// iterator position when that lies inside the group) and advances past the
-// group. It returns -1 when no dirty group remains.
-func (it *Iterator) Next() int64 {
-	h := it.h
-	if it.pos >= h.size {
-		return -1
-	}
-	b, _, ok := it.seek(uint64(it.pos) >> h.shift)
-	if !ok {
-		it.pos = h.size
-		return -1
-	}
-	off := max(it.pos, int64(b<<h.shift))
-	if b+1 >= h.nbits {
-		it.pos = h.size
-	} else {
-		it.pos = int64((b + 1) << h.shift)
-	}
-	return off
+// invalidate drops the decoded areas and the walk state.
+func (it *Iterator) invalidate() {
+	it.ok, it.ai, it.an, it.fast, it.open = false, 0, 0, 0, false
 }
 
 // NextArea returns the next dirty run (see HBitmap.NextDirtyArea) and
 // advances past it.
 func (it *Iterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 	h := it.h
-	pos := it.pos
-	if pos >= h.size {
+	if i := it.ai; i < it.fast && it.mod == h.mod {
+		a := &it.areas[i&(areaCap-1)]
+		off = max(it.pos, int64(a.st<<h.shift))
+		end := h.byteEnd(a.en)
+		if n = end - off; maxLen <= 0 || n <= maxLen {
+			it.ai = i + 1
+			it.pos = end
+			return off, n, true
+		}
+	}
+	return it.nextArea(maxLen)
+}
+
+// NextAreas appends to dst the next dirty runs exactly as successive
+// NextArea(maxLen) calls would return them, filling dst's spare capacity
+// (or appending one area when there is none), and advances past them. It
+// returns dst unchanged when no dirty run is left. A job that queues
+// copy requests in batches pays NextArea's per-call cost once per batch.
+func (it *Iterator) NextAreas(dst []Area, maxLen int64) []Area {
+	limit := cap(dst)
+	if limit == len(dst) {
+		dst, limit = slices.Grow(dst, 1), len(dst)+1
+	}
+	h := it.h
+	for len(dst) < limit {
+		// Hand out decoded areas while they are exact and complete.
+		if i := it.ai; it.mod == h.mod && i < it.fast {
+			shift, nbits, size, pos := h.shift, h.nbits, h.size, it.pos
+			out := dst[len(dst):min(limit, len(dst)+it.fast-i)]
+			k := 0
+			for ; k < len(out); k++ {
+				a := &it.areas[(i+k)&(areaCap-1)]
+				off := max(pos, int64(a.st<<shift))
+				end := int64(a.en << shift)
+				if a.en >= nbits {
+					end = size
+				}
+				if maxLen > 0 && end-off > maxLen {
+					break
+				}
+				out[k] = Area{off, end - off}
+				pos = end
+			}
+			dst, it.pos, it.ai = dst[:len(dst)+k], pos, i+k
+			if k == len(out) {
+				continue
+			}
+		}
+		off, n, ok := it.nextArea(maxLen)
+		if !ok {
+			break
+		}
+		dst = append(dst, Area{off, n})
+	}
+	return dst
+}
+
+// nextArea is NextArea's general path: a change since the areas were
+// decoded, an empty buffer, an area longer than maxLen or an open one.
+func (it *Iterator) nextArea(maxLen int64) (off, n int64, ok bool) {
+	a, open, ok := it.current()
+	if !ok {
 		return 0, 0, false
 	}
-	b := uint64(pos) >> h.shift
-	var start, w uint64
-	if wi := b >> 6; it.ok && it.gen == h.gen && it.top > 0 && (wi == it.wi || it.emptyNext(wi)) {
-		// Fast path (the cursor is on pos's word, or pos is in the next
-		// word and the cursor knows that word is empty): the rest of
-		// the word, else the next non-empty word under the same
-		// summary word, else the general search.
-		last := it.last
-		if wi != it.wi {
-			wi, w = it.wi, 0
-		} else {
-			w = last[wi] & maskFrom(b)
-		}
-		if w == 0 {
-			t1 := (it.top - 1) & (maxLevels - 1)
-			if c := it.cur[t1]; c != 0 {
-				// Next non-empty word under the same summary word.
-				it.cur[t1] = c & (c - 1)
-				wi = wi&^63 | uint64(bits.TrailingZeros64(c))
-				it.wi = wi
-			} else if c := it.cur[(t1-1)&(maxLevels-1)]; t1 > 0 && c != 0 {
-				// Next non-empty summary word under the same word
-				// two levels up.
-				it.cur[(t1-1)&(maxLevels-1)] = c & (c - 1)
-				si := wi>>6&^63 | uint64(bits.TrailingZeros64(c))
-				sw := h.levels[t1][si]
-				if sw == 0 { // cannot happen while the invariant holds
-					it.ok = false
-					return it.NextArea(maxLen)
-				}
-				it.cur[t1] = sw & (sw - 1)
-				wi = si<<6 | uint64(bits.TrailingZeros64(sw))
-				it.wi = wi
-			} else if wi, ok = it.nextWord(); !ok {
-				it.pos = h.size
-				return 0, 0, false
-			}
-			w = last[wi]
-		}
-		if w != 0 {
-			start = wi<<6 | uint64(bits.TrailingZeros64(w))
-			ok = true
-		}
+	h := it.h
+	off = max(it.pos, a.off)
+	if open && (maxLen <= 0 || a.end-off <= maxLen) {
+		// The run may go on past the decoded part: find its end with a
+		// plain scan bounded by maxLen, then restart decoding after it.
+		e := h.nextClear(uint64(a.end)>>h.shift, h.areaLimit(off, maxLen))
+		n = h.areaLen(off, e, maxLen)
+		it.pos = off + n
+		it.invalidate()
+		return off, n, true
 	}
-	if !ok {
-		if start, w, ok = it.seek(b); !ok {
-			it.pos = h.size
-			return 0, 0, false
-		}
-	}
-	off = max(pos, int64(start<<h.shift))
-	// Find its end: usually inside the same word.
-	var e uint64
-	if rest := ^w & maskFrom(start); rest != 0 {
-		e = start&^63 | uint64(bits.TrailingZeros64(rest))
-	} else if wi := start >> 6; it.ok && it.wi == wi && it.emptyNext(wi+1) {
-		// The run reaches the end of its word and the summary says
-		// the next word is clean: no need to load it.
-		e = (wi + 1) << 6
+	n = a.end - off
+	if maxLen > 0 && n > maxLen {
+		n = maxLen
 	} else {
-		e = h.nextClear(start&^63+64, h.areaLimit(off, maxLen))
+		it.ai++
 	}
-	n = h.areaLen(off, e, maxLen)
 	it.pos = off + n
 	return off, n, true
+}
+
+// Next returns the offset of the next dirty group (its first byte, or the
+// iterator position when that lies inside the group) and advances past the
+// group. It returns -1 when no dirty group remains.
+func (it *Iterator) Next() int64 {
+	a, _, ok := it.current()
+	if !ok {
+		return -1
+	}
+	h := it.h
+	off := max(it.pos, a.off)
+	end := h.byteEnd(uint64(off)>>h.shift + 1)
+	if end >= a.end {
+		// The last group of the area; an open area continues in the
+		// next decode, which resumes right after it.
+		it.ai++
+	}
+	it.pos = end
+	return off
+}
+
+// current returns the area holding or following the position, decoding
+// when needed, and whether it is open. ok is false (and the position
+// moved to the end) when nothing at or after the position is dirty.
+func (it *Iterator) current() (a span, open, ok bool) {
+	h := it.h
+	if it.mod != h.mod && !it.catchUp() {
+		it.invalidate()
+	}
+	for {
+		if it.pos >= h.size {
+			it.pos = h.size
+			return span{}, false, false
+		}
+		if !it.ok {
+			it.rebuild(uint64(it.pos) >> h.shift)
+		}
+		if it.ai == it.an {
+			if it.decode(); it.ai == it.an {
+				it.pos = h.size
+				return span{}, false, false
+			}
+		}
+		b := it.areas[it.ai&(areaCap-1)]
+		if a = (span{int64(b.st << h.shift), h.byteEnd(b.en)}); a.end > it.pos {
+			return a, it.open && it.ai == it.an-1, true
+		}
+		it.ai++ // passed (the position moved by a partial step)
+	}
+}
+
+// catchUp reports whether every change since the areas were decoded lies
+// strictly before the group holding the position, so that the areas and
+// the walk state (all at or after that group) are still exact; it then
+// adopts the current mod.
+func (it *Iterator) catchUp() bool {
+	h := it.h
+	if !it.ok || h.mod-it.mod > modLogLen {
+		return false
+	}
+	b := uint64(it.pos) >> h.shift
+	for k := it.mod + 1; k != h.mod+1; k++ {
+		if h.modLog[k%modLogLen] >= b {
+			return false
+		}
+	}
+	it.mod = h.mod
+	return true
+}
+
+// rebuild sets the walk state to start at stored bit b (< nbits) from the
+// live levels, with an empty area buffer and a small first batch.
+func (it *Iterator) rebuild(b uint64) {
+	h := it.h
+	top := len(h.levels) - 1
+	wi := b >> 6
+	it.top, it.last, it.mod, it.ok = top, h.levels[top], h.mod, true
+	it.fresh, it.from = true, b
+	it.ai, it.an, it.fast, it.open, it.batch = 0, 0, 0, false, 1
+	it.m1, it.m2, it.sum1, it.sum2 = 0, 0, nil, nil
+	if top >= 1 {
+		it.sum1, it.s1 = h.levels[top-1], wi>>6
+		it.m1 = it.sum1[it.s1] & (^uint64(0) << (wi & 63) << 1)
+	}
+	if top >= 2 {
+		it.sum2, it.s2 = h.levels[top-2], wi>>12
+		it.m2 = it.sum2[it.s2] & (^uint64(0) << (wi >> 6 & 63) << 1)
+	}
+	idx := wi >> 12 // index at level lv of the path word
+	for lv := top - 2; lv >= 1; lv-- {
+		q := &it.q[lv]
+		q.head, q.n = 0, 0
+		q.src = idx >> 6
+		q.pend = h.levels[lv-1][idx>>6] & (^uint64(0) << (idx & 63) << 1)
+		idx >>= 6
+	}
+}
+
+// pop returns the next queued word of upper level lv (1 <= lv <= top-2).
+func (it *Iterator) pop(lv int) (uint64, bool) {
+	q := &it.q[lv&(maxLevels-1)]
+	if q.head == q.n && !it.refill(lv) {
+		return 0, false
+	}
+	v := q.e[q.head%queueCap]
+	q.head++
+	return v, true
+}
+
+// refill decodes the next words of upper level lv into its (empty) queue:
+// the rest of the pending source word, then further source words taken from
+// the queue above, until it is full or nothing is left.
+func (it *Iterator) refill(lv int) bool {
+	q := &it.q[lv&(maxLevels-1)]
+	q.head, q.n = 0, 0
+	above := it.h.levels[lv-1]
+	for {
+		if q.pend != 0 {
+			if q.decode(); q.pend != 0 {
+				break // full
+			}
+		}
+		if lv == 1 {
+			break // level 0 is a single word
+		}
+		j, ok := it.pop(lv - 1)
+		if !ok {
+			break
+		}
+		q.src, q.pend = j, above[j]
+	}
+	return q.n > 0
+}
+
+// nextUpper returns the next non-empty word of level top-2 after s2 and
+// its index (0, 0 when none is left, or when level top-2 is the top).
+func (it *Iterator) nextUpper() (m2, s2 uint64) {
+	for it.top >= 3 {
+		j, ok := it.pop(it.top - 2)
+		if !ok {
+			break
+		}
+		if m2 = it.sum2[j]; m2 != 0 {
+			return m2, j
+		}
+	}
+	return 0, 0
+}
+
+// walk returns the next stored word that may be dirty after the walk
+// state and its bits, advancing the state; wi is ^0 when none is left.
+func (it *Iterator) walk() (wi, w uint64) {
+	for it.m1 == 0 {
+		if it.m2 == 0 {
+			if it.m2, it.s2 = it.nextUpper(); it.m2 == 0 {
+				return ^uint64(0), 0
+			}
+		}
+		it.s1 = it.s2<<6 | uint64(bits.TrailingZeros64(it.m2))
+		it.m2 &= it.m2 - 1
+		it.m1 = it.sum1[it.s1]
+	}
+	wi = it.s1<<6 | uint64(bits.TrailingZeros64(it.m1))
+	it.m1 &= it.m1 - 1
+	return wi, it.last[wi]
+}
+
+// decode fills the (empty) area buffer with the next dirty areas after the
+// walk state: about it.batch of them, fewer at the end of the bitmap, and
+// never stopping inside a run unless the run is longer than maxRunWords
+// words (the area is then marked open and placed last).
+func (it *Iterator) decode() {
+	const none = ^uint64(0)
+	last, sum1 := it.last, it.sum1
+	areas := &it.areas
+	// Runs go straight into the buffer, from index 1: a run that
+	// continues the previous one extends it; areas[0] is a sentinel that
+	// nothing continues.
+	areas[0].en = none
+	n := 1
+	open := false
+	m1, s1 := it.m1, it.s1
+	// The first word: the fresh one, else the next one.
+	var wi, w uint64
+	if it.fresh {
+		it.fresh = false
+		wi = it.from >> 6
+		w = last[wi] & maskFrom(it.from)
+	} else if wi, w = it.walk(); wi == none {
+		m1 = 0
+		goto end
+	} else {
+		m1, s1 = it.m1, it.s1
+	}
+	for {
+		base := wi << 6
+		// The usual word of a sparse bitmap holds a single run touching
+		// neither end: it neither continues the previous area nor goes
+		// on into the next word.
+		if low := w & -w; w&(1|1<<63) == 0 && w != 0 && (w+low)&w == 0 {
+			areas[n&(areaCap-1)] = bitSpan{base + uint64(bits.TrailingZeros64(w)), base + 64 - uint64(bits.LeadingZeros64(w))}
+			if n++; n > it.batch {
+				break
+			}
+		} else {
+			for w != 0 {
+				s := uint64(bits.TrailingZeros64(w))
+				rest := ^w & (^uint64(0) << (s & 63))
+				e := uint64(64)
+				if rest != 0 {
+					e = uint64(bits.TrailingZeros64(rest))
+				}
+				if a := &areas[(n-1)&(areaCap-1)]; a.en == base|s {
+					a.en = base + e
+				} else {
+					areas[n&(areaCap-1)] = bitSpan{base | s, base + e}
+					n++
+				}
+				if rest == 0 {
+					break
+				}
+				w &= ^uint64(0) << (e & 63) // e < 64 here
+			}
+			// The last run goes on only if it reaches the end of this word
+			// and the next word starts dirty.
+			if a := &areas[(n-1)&(areaCap-1)]; n == 1 {
+				// nothing yet (an empty word: reset since the summaries were read)
+			} else if a.en < base+64 || wi+1 >= uint64(len(last)) || last[wi+1]&1 == 0 {
+				if n > it.batch {
+					break
+				}
+			} else if n > maxBatch || wi-a.st>>6 >= maxRunWords {
+				open = true
+				break
+			}
+		}
+		// The next word.
+		for m1 == 0 {
+			if it.m2 == 0 {
+				if it.m2, it.s2 = it.nextUpper(); it.m2 == 0 {
+					goto end
+				}
+			}
+			m2 := it.m2
+			s1 = it.s2<<6 | uint64(bits.TrailingZeros64(m2))
+			it.m2 = m2 & (m2 - 1)
+			m1 = sum1[s1]
+		}
+		wi = s1<<6 | uint64(bits.TrailingZeros64(m1))
+		m1 &= m1 - 1
+		w = last[wi]
+	}
+end:
+	it.m1, it.s1 = m1, s1
+	it.ai, it.an, it.fast, it.open = 1, n, n, false
+	if open {
+		it.fast, it.open = n-1, true
+	}
+	if it.batch < maxBatch {
+		it.batch = min(2*it.batch, maxBatch)
+	}
 }

@@ -63,7 +63,33 @@ func TestIteratorCursor(t *testing.T) {
 					wo, wn, wok := h.NextDirtyArea(pos, maxLen)
 					var o, n int64
 					var ok bool
-					if steps%5 == 4 {
+					if steps%7 == 6 {
+						// A batch: every area must match the
+						// reference walk from the previous one.
+						batch := it.NextAreas(make([]Area, 0, 1+rng.IntN(70)), maxLen)
+						p := pos
+						for k, a := range batch {
+							wo, wn, wok := h.NextDirtyArea(p, maxLen)
+							if !wok || a.Off != wo || a.Len != wn {
+								t.Fatalf("round %d step %d: NextAreas[%d] from %d = %+v, NextDirtyArea %d+%d %v",
+									round, steps, k, p, a, wo, wn, wok)
+							}
+							p = wo + wn
+						}
+						if full := len(batch) == cap(batch); full && it.Pos() != p || !full && it.Pos() != size {
+							t.Fatalf("round %d step %d: position %d after a batch ending at %d", round, steps, it.Pos(), p)
+						}
+						if _, _, wok := h.NextDirtyArea(p, maxLen); len(batch) < cap(batch) && wok {
+							t.Fatalf("round %d step %d: short batch of %d/%d but more areas from %d", round, steps, len(batch), cap(batch), p)
+						}
+						if len(batch) == 0 {
+							break
+						}
+						total += len(batch) - 1
+						last := batch[len(batch)-1]
+						o, n, ok = last.Off, last.Len, true
+						wo, wn, wok = o, n, true
+					} else if steps%5 == 4 {
 						if x := it.Next(); x >= 0 {
 							o, n, ok = x, min(g-x%g, size-x), true
 							if wok {
@@ -88,8 +114,10 @@ func TestIteratorCursor(t *testing.T) {
 						h.Set(o+n+rng.Int64N(64*64*g), rng.Int64N(3*g)+1)
 					case 2: // a reset ahead of the iterator
 						h.Reset(o+n+rng.Int64N(64*64*g), rng.Int64N(70*g))
-					case 3: // a write into an already dirty word (no gen change)
+					case 3: // a write into an already dirty word
 						h.Set(o, 1)
+					case 4: // a write behind the iterator (or across its position)
+						h.Set(max(0, o-rng.Int64N(64*64*g)), rng.Int64N(3*g)+1)
 					}
 				}
 			}

@@ -51,7 +51,7 @@ func (h *HBitmap) Merge(other *HBitmap) error {
 	if runStart >= 0 {
 		h.markMetaWords(uint64(runStart), uint64(len(src)-1))
 	}
-	h.gen++
+	h.changed(allBits)
 	for lv := 0; lv < len(h.levels)-1; lv++ {
 		d, s := h.levels[lv], other.levels[lv]
 		for i := range d {
@@ -76,6 +76,7 @@ func (h *HBitmap) Truncate(newSize int64) error {
 		}
 	}
 	h.size = newSize
+	h.changed(allBits) // iterators clip their areas to the size
 	if nbits == h.nbits {
 		return nil
 	}
@@ -89,7 +90,7 @@ func (h *HBitmap) Truncate(newSize int64) error {
 		nl[0] = 0
 	}
 	h.levels = levels
-	h.gen++
+	h.changed(allBits)
 	h.nbits = nbits
 	h.rebuildSummary(0, uint64(len(nl)-1))
 	h.recount()

@@ -115,6 +115,34 @@ func (m *model) nextDirtyArea(from, maxLen int64) (int64, int64, bool) {
 	return off, n, true
 }
 
+// areas lists the areas successive nextDirtyArea(·, maxLen) calls from 0
+// return, in one pass; ok is false when there would be more than limit.
+func (m *model) areas(maxLen int64, limit int) (list []Area, ok bool) {
+	for i := int64(0); i < int64(len(m.b)); {
+		if !m.b[i] {
+			i++
+			continue
+		}
+		e := i
+		for e < int64(len(m.b)) && m.b[e] {
+			e++
+		}
+		for off, end := i*m.g, min(e*m.g, m.size); off < end; {
+			n := end - off
+			if maxLen > 0 && n > maxLen {
+				n = maxLen
+			}
+			if len(list) == limit {
+				return nil, false
+			}
+			list = append(list, Area{off, n})
+			off += n
+		}
+		i = e
+	}
+	return list, true
+}
+
 func (m *model) truncate(size int64) {
 	nb := make([]bool, (size+m.g-1)/m.g)
 	copy(nb, m.b)
@@ -330,14 +358,34 @@ func runOps(t testing.TB, r *opReader, maxOps int) {
 				t.Fatalf("%s: iteration %v, want %v", ctx, got, want)
 			}
 			ml := r.length(m.size, g)
+			if want, ok := m.areas(ml, 1<<16); ok {
+				if got := h.AppendDirtyAreas(nil, 0, ml); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s: AppendDirtyAreas(0, %d) = %v, want %v", ctx, ml, got, want)
+				}
+			}
 			it2 := h.Iterator(0)
 			for {
 				prev := it2.Pos()
-				if r.u8()%8 == 0 { // mix group steps into the area walk
+				switch r.u8() % 8 {
+				case 0: // mix group steps into the area walk
 					if got, want := it2.Next(), m.nextDirty(prev); got != want {
 						t.Fatalf("%s: Next from %d = %d, want %d", ctx, prev, got, want)
 					}
 					prev = it2.Pos()
+				case 1: // and batches
+					batch := it2.NextAreas(make([]Area, 0, 1+int(r.u8()%40)), ml)
+					for _, a := range batch {
+						mo, mn, mok := m.nextDirtyArea(prev, ml)
+						if !mok || a.Off != mo || a.Len != mn {
+							t.Fatalf("%s: batch area %+v from %d, model %d+%d %v", ctx, a, prev, mo, mn, mok)
+						}
+						prev = mo + mn
+					}
+					if len(batch) < cap(batch) {
+						if _, _, mok := m.nextDirtyArea(prev, ml); mok {
+							t.Fatalf("%s: batch ended early at %d", ctx, prev)
+						}
+					}
 				}
 				o, n, ok := it2.NextArea(ml)
 				mo, mn, mok := m.nextDirtyArea(prev, ml)

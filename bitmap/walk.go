@@ -1,5 +1,7 @@
 package bitmap
 
+import "slices"
+
 // Area is one run of dirty bytes: [Off, Off+Len).
 type Area struct {
 	Off, Len int64
@@ -26,11 +28,17 @@ func (h *HBitmap) ForEachDirtyArea(from, maxLen int64, fn func(off, n int64) boo
 }
 
 // AppendDirtyAreas appends to dst the areas ForEachDirtyArea(from, maxLen)
-// visits and returns the extended slice.
+// visits and returns the extended slice. It decodes them in batches
+// (Iterator.NextAreas), without a call per area.
 func (h *HBitmap) AppendDirtyAreas(dst []Area, from, maxLen int64) []Area {
-	h.ForEachDirtyArea(from, maxLen, func(off, n int64) bool {
-		dst = append(dst, Area{off, n})
-		return true
-	})
-	return dst
+	it := h.Iterator(from)
+	for {
+		if cap(dst)-len(dst) < 64 {
+			dst = slices.Grow(dst, max(64, len(dst)))
+		}
+		n := len(dst)
+		if dst = it.NextAreas(dst, maxLen); len(dst) == n {
+			return dst
+		}
+	}
 }
