@@ -142,7 +142,7 @@ func (it *Iterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 	h := it.h
 	if i := it.ai; i < it.fast && it.mod == h.mod {
 		a := &it.areas[i&(areaCap-1)]
-		off = max(it.pos, int64(a.st<<h.shift))
+		off = max(it.pos, int64(a.st<<(h.shift&63)))
 		end := h.byteEnd(a.en)
 		if n = end - off; maxLen <= 0 || n <= maxLen {
 			it.ai = i + 1
@@ -167,7 +167,7 @@ func (it *Iterator) NextAreas(dst []Area, maxLen int64) []Area {
 	for len(dst) < limit {
 		// Hand out decoded areas while they are exact and complete.
 		if i := it.ai; it.mod == h.mod && i < it.fast {
-			shift, nbits, size, pos := h.shift, h.nbits, h.size, it.pos
+			shift, nbits, size, pos := h.shift&63, h.nbits, h.size, it.pos
 			out := dst[len(dst):min(limit, len(dst)+it.fast-i)]
 			k := 0
 			for ; k < len(out); k++ {

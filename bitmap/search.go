@@ -155,5 +155,5 @@ func (h *HBitmap) byteEnd(e uint64) int64 {
 	if e >= h.nbits {
 		return h.size
 	}
-	return int64(e << h.shift)
+	return int64(e << (h.shift & 63))
 }
