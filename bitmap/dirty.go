@@ -598,8 +598,9 @@ func (bm *DirtyBitmap) Update(fn func(*HBitmap) error) error {
 }
 
 // DirtyIterator walks a DirtyBitmap, locking the Set for each step, so it
-// may run while writers call MarkDirty. It keeps only a position and never
-// becomes invalid (not even by Abdicate, Truncate or Release: a released
+// may run while writers call MarkDirty. It keeps a position (and the
+// Iterator's buffer of areas decoded ahead, checked against changes) and
+// never becomes invalid (not even by Abdicate, Truncate or Release: a released
 // bitmap just ends the walk). Bits set behind its position are picked up by
 // another pass; loop until Count is 0 to converge.
 // A DirtyIterator is safe for concurrent use with the Set's writers and jobs
@@ -650,7 +651,8 @@ func (it *DirtyIterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 }
 
 // NextAreas appends the next dirty runs to dst under one lock, see
-// Iterator.NextAreas.
+// Iterator.NextAreas. Writers wait for the whole batch, so keep cap(dst)
+// moderate (tens of areas) when they must not stall.
 func (it *DirtyIterator) NextAreas(dst []Area, maxLen int64) []Area {
 	defer it.bm.lock()()
 	if it.bm.released {

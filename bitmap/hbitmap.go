@@ -136,7 +136,7 @@ func (h *HBitmap) bitRange(off, n int64) (first, last uint64, ok bool) {
 		return 0, 0, false
 	}
 	if off < 0 {
-		if n <= -off {
+		if off+n <= 0 { // (n > 0: no overflow, unlike -off for MinInt64)
 			return 0, 0, false
 		}
 		n += off

@@ -74,6 +74,9 @@ const (
 	// holds maxBatch areas.
 	areaCap  = 64
 	maxBatch = areaCap - 33
+	// The decoder writes at most index maxBatch-1+32 < areaCap: never
+	// over the sentinel at index 0 (a compile-time check).
+	_ = uint(areaCap - 1 - (maxBatch - 1 + 32))
 	// maxRunWords bounds the words one decode spends following a single
 	// run; a longer run is handed out as an open area whose end NextArea
 	// finds with a plain scan, limited by maxLen.
@@ -137,7 +140,8 @@ func (it *Iterator) invalidate() {
 }
 
 // NextArea returns the next dirty run (see HBitmap.NextDirtyArea) and
-// advances past it.
+// advances past it. When none is left it returns ok false and moves the
+// position to the end (Size).
 func (it *Iterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 	h := it.h
 	if i := it.ai; i < it.fast && it.mod == h.mod {
@@ -155,11 +159,14 @@ func (it *Iterator) NextArea(maxLen int64) (off, n int64, ok bool) {
 
 // NextAreas appends to dst the next dirty runs exactly as successive
 // NextArea(maxLen) calls would return them, filling dst's spare capacity
-// (or appending one area when there is none), and advances past them. It
-// returns dst unchanged when no dirty run is left. A job that queues
-// copy requests in batches pays NextArea's per-call cost once per batch.
+// (or appending one area when there is none), and advances past them; a
+// batch shorter than that means the walk reached the end for now, and the
+// position stays after its last area. When no dirty run is left it
+// appends nothing (returning dst, grown when it had no spare capacity) and
+// moves the position to the end, as NextArea does. A job that queues copy
+// requests in batches pays NextArea's per-call cost once per batch.
 func (it *Iterator) NextAreas(dst []Area, maxLen int64) []Area {
-	limit := cap(dst)
+	start, limit := len(dst), cap(dst)
 	if limit == len(dst) {
 		dst, limit = slices.Grow(dst, 1), len(dst)+1
 	}
@@ -188,8 +195,15 @@ func (it *Iterator) NextAreas(dst []Area, maxLen int64) []Area {
 				continue
 			}
 		}
+		p := it.pos
 		off, n, ok := it.nextArea(maxLen)
 		if !ok {
+			if len(dst) > start {
+				// Stay after the last area handed out, as after
+				// the NextArea call that returned it: bits set
+				// later between there and the end are found.
+				it.pos = p
+			}
 			break
 		}
 		dst = append(dst, Area{off, n})
@@ -227,7 +241,8 @@ func (it *Iterator) nextArea(maxLen int64) (off, n int64, ok bool) {
 
 // Next returns the offset of the next dirty group (its first byte, or the
 // iterator position when that lies inside the group) and advances past the
-// group. It returns -1 when no dirty group remains.
+// group. It returns -1, and moves the position to the end, when no dirty
+// group remains.
 func (it *Iterator) Next() int64 {
 	a, _, ok := it.current()
 	if !ok {

@@ -98,6 +98,10 @@ type header struct {
 	hasCrypto     bool
 	unknownExts   []rawExt
 
+	// extraHeader holds header fields past newHeaderLen that this package
+	// does not know (kept verbatim when the header is rewritten).
+	extraHeader []byte
+
 	backingFile string
 }
 
@@ -173,6 +177,9 @@ func parseHeader(buf []byte, fileSize int64) (*header, error) {
 		}
 		if h.headerLength > 104 {
 			h.compressionType = buf[104]
+		}
+		if h.headerLength > newHeaderLen {
+			h.extraHeader = append([]byte(nil), buf[newHeaderLen:h.headerLength]...)
 		}
 	}
 	if h.refcountOrder > 6 {
@@ -386,7 +393,11 @@ var defaultFeatureTable = []featureName{
 	{2, 1, "raw external data"},
 }
 
-// encodeHeader writes a complete header cluster for a new image.
+// encode writes a complete header cluster: the fields, then the extensions
+// in QEMU's order (backing format, external data file, feature table,
+// bitmaps, unknown ones kept verbatim), the end marker and the backing file
+// name. Create uses it for new images and ChangeBackingFile to rewrite the
+// header of an existing one.
 func (h *header) encode(cs int) ([]byte, error) {
 	be := binary.BigEndian
 	buf := make([]byte, cs)
@@ -394,6 +405,7 @@ func (h *header) encode(cs int) ([]byte, error) {
 	be.PutUint32(buf[4:], h.version)
 	be.PutUint32(buf[20:], h.clusterBits)
 	be.PutUint64(buf[24:], h.size)
+	be.PutUint32(buf[32:], h.cryptMethod)
 	be.PutUint32(buf[36:], h.l1Size)
 	be.PutUint64(buf[40:], h.l1Offset)
 	be.PutUint64(buf[48:], h.rtOffset)
@@ -406,9 +418,13 @@ func (h *header) encode(cs int) ([]byte, error) {
 		be.PutUint64(buf[80:], h.compat)
 		be.PutUint64(buf[88:], h.autoclear)
 		be.PutUint32(buf[96:], h.refcountOrder)
-		be.PutUint32(buf[100:], newHeaderLen)
+		if newHeaderLen+len(h.extraHeader) > cs/2 {
+			return nil, &blockio.InvalidError{What: "qcow2 header", Value: len(h.extraHeader), Reason: "header fields do not fit in the first cluster"}
+		}
+		be.PutUint32(buf[100:], uint32(newHeaderLen+len(h.extraHeader)))
 		buf[104] = h.compressionType
-		off = newHeaderLen
+		copy(buf[newHeaderLen:], h.extraHeader)
+		off = newHeaderLen + len(h.extraHeader)
 	}
 	putExt := func(typ uint32, data []byte) error {
 		n := 8 + (len(data)+7)&^7
@@ -438,16 +454,31 @@ func (h *header) encode(cs int) ([]byte, error) {
 			ft[i*48+1] = f.bit
 			copy(ft[i*48+2:i*48+48], f.name)
 		}
-		// The feature table is optional: like qemu-img, leave it out when
-		// it would not fit in the header cluster beside the backing file
-		// name (512-byte clusters with a backing file).
-		if off+8+len(ft)+8+len(h.backingFile) <= cs {
+		// The feature table is optional: like qemu-img 7.2, write it
+		// only with clusters larger than 4 KiB, where it cannot crowd
+		// out the backing file name (checked byte for byte against
+		// qemu-img create and rebase -u).
+		if cs > 4096 {
 			if err := putExt(extFeatureTable, ft); err != nil {
 				return nil, err
 			}
 		}
 	} else if h.backingFormat != "" {
 		if err := putExt(extBackingFormat, []byte(h.backingFormat)); err != nil {
+			return nil, err
+		}
+	}
+	if h.hasBitmapsExt {
+		var b [24]byte
+		be.PutUint32(b[0:], h.bitmaps.nbBitmaps)
+		be.PutUint64(b[8:], h.bitmaps.dirSize)
+		be.PutUint64(b[16:], h.bitmaps.dirOffset)
+		if err := putExt(extBitmaps, b[:]); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range h.unknownExts {
+		if err := putExt(e.typ, e.data); err != nil {
 			return nil, err
 		}
 	}

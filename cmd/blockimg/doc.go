@@ -8,6 +8,8 @@
 //	blockimg compare [-f fmt] [-F fmt] [-s] [-p] [-q] [-U] A B
 //	blockimg check [-f fmt] [--output=human|json] [-r leaks|all] [-q] [-U] FILE
 //	blockimg io [-f fmt] [-r] [-U] [-c CMD]... FILE
+//	blockimg resize [-f fmt] [--preallocation=off|metadata|falloc|full] [-q] [--shrink] FILE [+|-]SIZE
+//	blockimg rebase [-f fmt] [-b backing [-F fmt]] [-u] [-p] [-q] [-U] FILE
 //
 // Flags, messages, exit codes and JSON output follow qemu-img 7.2 (JSON is
 // byte-identical: members are printed in QEMU's QDict hash order), so
@@ -21,6 +23,20 @@
 // OFF LEN, discard OFF LEN, flush, length. Their output matches qemu-io's
 // ("wrote 65536/65536 bytes at offset 0" and a timing line); a failed
 // command makes the exit code 1.
+//
+// resize grows or (with --shrink) shrinks raw and qcow2 images; the size
+// is the last argument, "+N"/"-N" relative, and qemu-img's refusals are
+// kept (shrinking without --shrink, preallocation when not growing,
+// metadata preallocation of raw, unaligned qcow2 sizes, version 2 qcow2
+// images with internal snapshots, formats that cannot be resized).
+//
+// rebase changes the backing file of an image. Without -u it first copies
+// into the image every range the image does not allocate where the old
+// and the new backing file differ, so the image reads the same; -b ""
+// flattens the old backing chain into the image. The header is switched
+// only after the copied data is durable (qcow2.Image.ChangeBackingFile);
+// formats that cannot record a backing file (raw) fail with "Operation not
+// supported" before changing anything.
 //
 // convert copies with -m parallel workers (default 8) using large aligned
 // buffers allocated once per worker: holes reported by the source's block

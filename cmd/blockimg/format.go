@@ -151,7 +151,7 @@ func openImage(path, fmtName string, o openOptions) (*image, error) {
 	if probed {
 		hdr, err := readHeader(path)
 		if err != nil {
-			return nil, fmt.Errorf("Could not open '%s': %s", path, describeErr(err))
+			return nil, openFailed(path, err)
 		}
 		fmtName = probeFormat(hdr)
 	}
@@ -160,16 +160,44 @@ func openImage(path, fmtName string, o openOptions) (*image, error) {
 		if probed {
 			return nil, fmt.Errorf("Could not open '%s': image format '%s' is not supported by this build", path, fmtName)
 		}
-		return nil, fmt.Errorf("Unknown file format '%s'", fmtName)
+		return nil, fmt.Errorf("Could not open '%s': Unknown driver '%s'", path, fmtName)
+	}
+	if !probed && f.name == "qcow2" {
+		// qemu's qcow2 driver names a foreign file plainly.
+		if hdr, err := readHeader(path); err == nil && !f.probe(hdr) {
+			return nil, fmt.Errorf("Could not open '%s': Image is not in qcow2 format", path)
+		}
 	}
 	dev, err := f.open(path, o)
 	if err != nil {
-		return nil, fmt.Errorf("Could not open '%s': %s", path, describeErr(err))
+		return nil, openFailed(path, err)
 	}
 	if probed && f.name == "raw" && !o.readOnly {
 		dev = &probedRaw{Device: dev}
 	}
 	return &image{path: path, fmt: f, probed: probed, dev: dev}, nil
+}
+
+// openFailed words an open failure as qemu-img does. When the file
+// itself cannot be opened, QEMU reports it twice (the format layer wraps
+// the protocol layer's message): "Could not open 'F': Could not open
+// 'F': No such file or directory".
+func openFailed(path string, err error) error {
+	var errno syscall.Errno
+	pe, isPath := err.(*os.PathError)
+	oe, isOp := err.(*blockio.OpError)
+	if ((isPath && pe.Path == path) || (isOp && oe.Op == "open" && oe.Path == path)) && errors.As(err, &errno) {
+		return fmt.Errorf("Could not open '%s': Could not open '%s': %s", path, path, capitalize(errno.Error()))
+	}
+	// A backing file that cannot be opened: "Could not open 'TOP': Could
+	// not open backing file: Could not open 'BASE': No such file or
+	// directory".
+	var boe *blockio.OpError
+	if errors.As(err, &boe) && boe.Op == "open" && boe.Path != path && errors.As(err, &errno) &&
+		strings.Contains(err.Error(), "opening backing file") {
+		return fmt.Errorf("Could not open '%s': Could not open backing file: Could not open '%s': %s", path, boe.Path, capitalize(errno.Error()))
+	}
+	return fmt.Errorf("Could not open '%s': %s", path, describeErr(err))
 }
 
 func readHeader(path string) ([]byte, error) {

@@ -51,13 +51,13 @@ func getopt(args []string, short string, longs []longOpt) (opts []parsedOpt, ope
 			if lo.hasArg {
 				if !hasVal {
 					if i+1 >= len(args) {
-						return nil, nil, usagef("option '--%s' requires an argument", lo.name)
+						return nil, nil, usagef("missing argument for option '%s'", a)
 					}
 					i++
 					val = args[i]
 				}
 			} else if hasVal {
-				return nil, nil, usagef("option '--%s' doesn't allow an argument", lo.name)
+				return nil, nil, usagef("unrecognized option '%s'", a)
 			}
 			opts = append(opts, parsedOpt{key: key, val: val})
 		case len(a) > 1 && a[0] == '-':
@@ -65,7 +65,13 @@ func getopt(args []string, short string, longs []longOpt) (opts []parsedOpt, ope
 				c := a[j]
 				k := strings.IndexByte(short, c)
 				if k < 0 || c == ':' {
-					return nil, nil, usagef("invalid option -- '%c'", c)
+					// qemu-img names argv[optind-1]: this argument when
+					// the bad letter ends it, else the one before.
+					name := a
+					if j < len(a)-1 && i > 0 {
+						name = args[i-1]
+					}
+					return nil, nil, usagef("unrecognized option '%s'", name)
 				}
 				if k+1 < len(short) && short[k+1] == ':' {
 					var val string
@@ -73,7 +79,7 @@ func getopt(args []string, short string, longs []longOpt) (opts []parsedOpt, ope
 						val = a[j+1:]
 					} else {
 						if i+1 >= len(args) {
-							return nil, nil, usagef("option requires an argument -- '%c'", c)
+							return nil, nil, usagef("missing argument for option '%s'", a)
 						}
 						i++
 						val = args[i]
@@ -106,6 +112,6 @@ func findLong(longs []longOpt, name, arg string) (longOpt, error) {
 	case 0:
 		return longOpt{}, usagef("unrecognized option '%s'", arg)
 	default:
-		return longOpt{}, usagef("option '%s' is ambiguous", arg)
+		return longOpt{}, usagef("unrecognized option '%s'", arg)
 	}
 }

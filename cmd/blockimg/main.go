@@ -78,6 +78,8 @@ var commandTable = []command{
 	{"info", cmdInfo, "info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename"},
 	{"io", cmdIO, "io [-f fmt] [-U] [-c command]... filename"},
 	{"map", cmdMap, "map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename"},
+	{"rebase", cmdRebase, "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename"},
+	{"resize", cmdResize, "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size"},
 }
 
 // run executes blockimg with args (without the program name) and returns
