@@ -2,6 +2,7 @@ package bitmap
 
 import (
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -25,6 +26,15 @@ func TestNewValidation(t *testing.T) {
 		if !errors.Is(err, c.err) || (err == nil) != (h != nil) {
 			t.Errorf("New(%d, %d) = %v, want %v", c.size, c.gran, err, c.err)
 		}
+	}
+	// Ranges starting at the most negative offset clip instead of
+	// overflowing.
+	small, _ := New(1<<20, 512)
+	small.Set(math.MinInt64, 1<<62)
+	small.Set(math.MinInt64, math.MaxInt64)
+	small.Reset(math.MinInt64, math.MaxInt64)
+	if !small.Empty() {
+		t.Fatalf("MinInt64 ranges: count %d", small.Count())
 	}
 	// A maximal-size bitmap: every method clips without overflowing.
 	h, _ := New(1<<63-1, 1<<56)
