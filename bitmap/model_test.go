@@ -104,7 +104,9 @@ func (m *model) nextDirtyArea(from, maxLen int64) (int64, int64, bool) {
 	}
 	off := max(from, i*m.g)
 	e := i
-	for e < int64(len(m.b)) && m.b[e] {
+	// Scan to the run's end, or far enough to cover maxLen (keeps walks
+	// in small pieces linear).
+	for e < int64(len(m.b)) && m.b[e] && (maxLen <= 0 || e*m.g < off+maxLen) {
 		e++
 	}
 	end := min(e*m.g, m.size)
