@@ -145,6 +145,8 @@ type Image struct {
 	cmpTailEnd int64
 	reserved   [][2]int64 // clusters being allocated
 	metaBits   []uint64   // host clusters holding active L2 tables or refcount blocks
+	// preallocMeta caches metaPreallocLocked's answer once preallocChecked.
+	preallocChecked, preallocMeta bool
 
 	closed atomic.Bool
 	bufs   sync.Pool // cluster-sized []byte

@@ -340,7 +340,10 @@ func (img *Image) pieceStatus(off, n int64) (blockio.Extent, error) {
 			img.mu.Unlock()
 			e.Length = l
 		}
-		if sr, ok := img.data.(blockio.StatusReporter); ok && !img.hasData && m.host+l <= img.data.Size() {
+		img.mu.Lock()
+		recurse := img.metaPreallocLocked()
+		img.mu.Unlock()
+		if sr, ok := img.data.(blockio.StatusReporter); ok && recurse && !img.hasData && m.host+l <= img.data.Size() {
 			if fe, err := sr.BlockStatus(m.host, l); err == nil && fe.Length > 0 {
 				e.Length = fe.Length
 				if fe.Zero {

@@ -10,6 +10,8 @@
 //	blockimg io [-f fmt] [-r] [-U] [-c CMD]... FILE
 //	blockimg resize [-f fmt] [--preallocation=off|metadata|falloc|full] [-q] [--shrink] FILE [+|-]SIZE
 //	blockimg rebase [-f fmt] [-b backing [-F fmt]] [-u] [-p] [-q] [-U] FILE
+//	blockimg measure [--output=human|json] [-O fmt] [-o opts] [--size N | [-f fmt] [-U] FILE]
+//	blockimg commit [-f fmt] [-t cache] [-b base] [-r rate] [-d] [-p] [-q] FILE
 //
 // Flags, messages, exit codes and JSON output follow qemu-img 7.2 (JSON is
 // byte-identical: members are printed in QEMU's QDict hash order), so
@@ -37,6 +39,31 @@
 // only after the copied data is durable (qcow2.Image.ChangeBackingFile);
 // formats that cannot record a backing file (raw) fail with "Operation not
 // supported" before changing anything.
+//
+// measure prints the file size a new raw or qcow2 image needs ("required
+// size") and its size when fully allocated, for a virtual size (--size)
+// or for the data of an input image, as qemu-img measure does (default
+// output format raw). For qcow2 the fully allocated size is the rounded
+// virtual size plus a header cluster, whole L2 tables (8 or, with
+// extended_l2, 16 bytes per cluster), the L1 table in whole clusters and
+// the refcount table and blocks covering all of it; the required size
+// replaces the data part by the output clusters holding allocated,
+// non-zero data of the input's whole backing chain (all of it with -o
+// backing_file or falloc/full preallocation). A version 3 qcow2 input adds
+// "bitmaps size" for its persistent bitmaps. Option checks and their order
+// (cluster_size, extended_l2, compat, refcount_bits, preallocation) and
+// the messages are qemu-img's; -l (internal snapshots) is refused.
+//
+// commit copies into the backing file every range the image (and, with
+// -b, every image between it and the named base) provides, data or
+// zeros, growing the base when it is smaller; the base is opened
+// read-write on its own and flushed before anything else happens. Then,
+// unless -d or -b is given (-b implies -d, as in qemu-img), the image is
+// emptied: it is replaced by a fresh image with the same options and
+// backing file (written beside it, synced, renamed over it), so it reads
+// entirely through to its backing file, as after QEMU's make-empty. The
+// chain may hold qcow2 and raw images; -t is checked (writes are cached
+// and flushed), -r paces the copied data to that many bytes per second.
 //
 // convert copies with -m parallel workers (default 8) using large aligned
 // buffers allocated once per worker: holes reported by the source's block

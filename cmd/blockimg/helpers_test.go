@@ -91,3 +91,22 @@ func standardFill(size int64) []string {
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 func newDiscardWriter() *bufio.Writer { return bufio.NewWriter(io.Discard) }
+
+// fixtureTools returns helpers for building test images in dir: p names a
+// file there, img runs qemu-img and io runs qemu-io commands on a file.
+func fixtureTools(t *testing.T, dir string) (p func(string) string, img func(...string), io func(file, fmtName string, cmds ...string)) {
+	p = func(n string) string { return filepath.Join(dir, n) }
+	img = func(args ...string) {
+		t.Helper()
+		qemutest.Run(t, "qemu-img", args...)
+	}
+	io = func(f, fmtName string, cmds ...string) {
+		t.Helper()
+		a := []string{"-f", fmtName}
+		for _, c := range cmds {
+			a = append(a, "-c", c)
+		}
+		qemutest.Run(t, "qemu-io", append(a, f)...)
+	}
+	return p, img, io
+}

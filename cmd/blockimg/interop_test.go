@@ -249,3 +249,35 @@ func TestCreateRawMatchesQemu(t *testing.T) {
 		}
 	}
 }
+
+// TestMapPartialClustersMatchesQemu: a write covering part of a fresh
+// cluster leaves a hole in the file inside an allocated cluster. qemu-img
+// map reports the whole cluster as data unless the image looks
+// metadata-preallocated, where holes read as zero; both must match.
+func TestMapPartialClustersMatchesQemu(t *testing.T) {
+	qemutest.Require(t, "qemu-img")
+	qemutest.Require(t, "qemu-io")
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name   string
+		create []string
+	}{
+		{"plain", nil},
+		{"4k-clusters", []string{"-o", "cluster_size=4096"}},
+		{"metadata-prealloc", []string{"-o", "preallocation=metadata"}},
+		{"extended-l2", []string{"-o", "extended_l2=on"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name+".qcow2")
+			qemutest.Run(t, "qemu-img", append(append([]string{"create", "-q", "-f", "qcow2"}, c.create...), p, "4M")...)
+			for _, w := range []string{"write -P 0x11 0 4k", "write -P 0x22 200k 8k", "write -P 0x33 1M 130k", "write -z 3M 4k"} {
+				qemutest.Run(t, "qemu-io", "-f", "qcow2", "-c", w, p)
+			}
+			want := qemutest.Run(t, "qemu-img", "map", "--output=json", "-f", "qcow2", p)
+			got, errs, rc := blockimg(t, "map", "--output=json", "-f", "qcow2", p)
+			if rc != 0 || got != want {
+				t.Errorf("map differs (exit %d, %s)\nours:\n%s\nqemu-img:\n%s", rc, errs, got, want)
+			}
+		})
+	}
+}

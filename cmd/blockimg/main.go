@@ -72,12 +72,14 @@ func init() {
 
 var commandTable = []command{
 	{"check", cmdCheck, "check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] filename"},
+	{"commit", cmdCommit, "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename"},
 	{"compare", cmdCompare, "compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2"},
 	{"convert", cmdConvert, "convert [-U] [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-m num_workers] [-W] filename output_filename"},
 	{"create", cmdCreate, "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]"},
 	{"info", cmdInfo, "info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename"},
 	{"io", cmdIO, "io [-f fmt] [-U] [-c command]... filename"},
 	{"map", cmdMap, "map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename"},
+	{"measure", cmdMeasure, "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] [-l snapshot_param] filename]"},
 	{"rebase", cmdRebase, "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename"},
 	{"resize", cmdResize, "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size"},
 }

@@ -20,15 +20,7 @@ import (
 //	raw.img      1M  plain raw
 func rebaseFixture(t *testing.T, dir string) {
 	t.Helper()
-	p := func(n string) string { return filepath.Join(dir, n) }
-	img := func(args ...string) { qemutest.Run(t, "qemu-img", args...) }
-	io := func(f, fmtName string, cmds ...string) {
-		a := []string{"-f", fmtName}
-		for _, c := range cmds {
-			a = append(a, "-c", c)
-		}
-		qemutest.Run(t, "qemu-io", append(a, f)...)
-	}
+	p, img, io := fixtureTools(t, dir)
 	img("create", "-q", "-f", "qcow2", p("base0.qcow2"), "4M")
 	io(p("base0.qcow2"), "qcow2", "write -P 0x01 3M 1M")
 	img("create", "-q", "-f", "qcow2", "-b", "base0.qcow2", "-F", "qcow2", p("base1.qcow2"), "4M")
