@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/blocklayer/blocklayer/blockio"
 )
@@ -190,22 +189,7 @@ func dumpHumanInfo(e *env, info *blockio.ImageInfo) {
 			e.printf("backing file format: %s\n", info.BackingFilenameFormat)
 		}
 	}
-	if len(info.Snapshots) > 0 {
-		e.printf("Snapshot list:\n")
-		e.printf("%-9s %-17s %7s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT")
-		for _, s := range info.Snapshots {
-			date := time.Unix(s.DateSec, 0).Format("2006-01-02 15:04:05")
-			ns := s.VMClockSec*1_000_000_000 + s.VMClockNsec
-			clock := fmt.Sprintf("%02d:%02d:%02d.%03d", ns/3_600_000_000_000, ns/60_000_000_000%60,
-				ns/1_000_000_000%60, ns/1_000_000%1000)
-			icount := ""
-			if s.ICount != nil {
-				icount = fmt.Sprint(*s.ICount)
-			}
-			e.printf("%-9s %-17s %7s%20s%13s%11s\n", s.ID, s.Name, sizeToStr(uint64(s.VMStateSize)),
-				date, clock, icount)
-		}
-	}
+	dumpSnapshotTable(e, info.Snapshots)
 	if info.FormatSpecific != nil {
 		n, err := toQNode(info.FormatSpecific.Data)
 		if err == nil && n.kind == 'o' {

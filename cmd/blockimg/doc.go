@@ -12,6 +12,9 @@
 //	blockimg rebase [-f fmt] [-b backing [-F fmt]] [-u] [-p] [-q] [-U] FILE
 //	blockimg measure [--output=human|json] [-O fmt] [-o opts] [--size N | [-f fmt] [-U] FILE]
 //	blockimg commit [-f fmt] [-t cache] [-b base] [-r rate] [-d] [-p] [-q] FILE
+//	blockimg bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [-i aio] [-n] [--no-drain]
+//	               [-o offset] [--pattern=byte] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] FILE
+//	blockimg snapshot [-U] [-q] -l FILE
 //
 // Flags, messages, exit codes and JSON output follow qemu-img 7.2 (JSON is
 // byte-identical: members are printed in QEMU's QDict hash order), so
@@ -64,6 +67,32 @@
 // entirely through to its backing file, as after QEMU's make-empty. The
 // chain may hold qcow2 and raw images; -t is checked (writes are cached
 // and flushed), -r paces the copied data to that many bytes per second.
+//
+// bench sends -c requests (default 75000) of -s bytes (default 4 KiB),
+// reads or, with -w, writes of the --pattern byte (default 0), keeping -d
+// of them (default 64) in flight on as many goroutines. The first request
+// goes to -o, each next one -S bytes further (default: the buffer size),
+// wrapping at the image size exactly as qemu-img 7.2 does (so a request
+// can reach past the end; it then fails with "Failed request:
+// Input/output error" and exit code 1). With --flush-interval=N (write
+// runs only, N at least the depth) new requests are held whenever the
+// number not yet sent is a multiple of N until the queue is empty and a
+// flush has completed; --no-drain sends the flush beside the running
+// requests instead. -t none/off/directsync open raw and qcow2 images with
+// O_DIRECT, writethrough/directsync flush after every write; -n and -i
+// native need such a direct mode, as in QEMU. Output ("Sending N write
+// requests, ..." and "Run completed in X.XXX seconds."), argument checks,
+// messages and exit codes are qemu-img's; -q does not silence the report,
+// as in qemu-img. Unlike qemu-img, depth 0 is refused instead of waiting
+// forever, and an empty image fails its requests instead of crashing.
+//
+// snapshot -l lists a qcow2 image's internal snapshots in qemu-img's
+// table (ID, TAG, VM SIZE, DATE in local time, VM CLOCK, ICOUNT; nothing
+// at all when there are none or the format has no snapshots). As in
+// qemu-img 7.2 snapshot has no -f option (the format is probed) and
+// without an action it only opens the image. Creating, applying and
+// deleting snapshots (-c, -a, -d) are not supported yet: they fail with
+// exit code 1 and a message saying so, without changing the image.
 //
 // convert copies with -m parallel workers (default 8) using large aligned
 // buffers allocated once per worker: holes reported by the source's block

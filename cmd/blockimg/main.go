@@ -71,6 +71,7 @@ func init() {
 }
 
 var commandTable = []command{
+	{"bench", cmdBench, "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename"},
 	{"check", cmdCheck, "check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] filename"},
 	{"commit", cmdCommit, "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename"},
 	{"compare", cmdCompare, "compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2"},
@@ -82,6 +83,7 @@ var commandTable = []command{
 	{"measure", cmdMeasure, "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] [-l snapshot_param] filename]"},
 	{"rebase", cmdRebase, "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename"},
 	{"resize", cmdResize, "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size"},
+	{"snapshot", cmdSnapshot, "snapshot [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename"},
 }
 
 // run executes blockimg with args (without the program name) and returns

@@ -170,7 +170,7 @@ func parseSize(s string) (int64, error) {
 func cvtnum(name, s string, min, max int64) (int64, error) {
 	v, _, err := parseSizeU(s)
 	if err != nil && !errors.Is(err, errSizeRange) {
-		return 0, fmt.Errorf("Invalid %s specified. You may use k, M, G, T, P or E suffixes for bytes, kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", name)
+		return 0, fmt.Errorf("Invalid %s specified. You may use k, M, G, T, P or E suffixes for\nkilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", name)
 	}
 	if err != nil || v > uint64(max) || int64(v) < min {
 		return 0, fmt.Errorf("Invalid %s specified. Must be between %d and %d.", name, min, max)
