@@ -59,7 +59,15 @@ func (img *Image) ChangeBackingFile(name, format string) error {
 	if err != nil {
 		return err
 	}
+	if name != "" && h.autoclear&acDataFileRaw != 0 {
+		// The raw data file alone must stay the disk's contents.
+		return &blockio.InvalidError{What: "backing file", Value: name, Reason: "an image whose external data file is raw cannot have a backing file"}
+	}
 	h.backingFile, h.backingFormat = name, format
+	// Like any writer, drop the autoclear features this package does not
+	// know: their data may no longer be valid (QEMU does the same when it
+	// opens an image read-write).
+	h.autoclear &= acBitmaps | acDataFileRaw
 	nb, err := h.encode(int(img.cs))
 	if err != nil {
 		return fmt.Errorf("qcow2: change backing file: %w", err)

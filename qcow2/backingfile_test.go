@@ -3,6 +3,7 @@ package qcow2
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -262,5 +263,61 @@ func TestChangeBackingFileCrash(t *testing.T) {
 		if cuts == 0 || switched == 0 {
 			t.Fatalf("cs %d: %d cuts, %d with the new header", cs, cuts, switched)
 		}
+	}
+}
+
+// TestChangeBackingFileUnknownParts: unknown header extensions (in QEMU's
+// rewrite order) and unknown autoclear bits (dropped) are handled as
+// qemu-img rebase -u does, byte for byte; a raw external data file refuses
+// a backing file as in QEMU.
+func TestChangeBackingFileUnknownParts(t *testing.T) {
+	qemutest.Require(t, "qemu-img")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	qemutest.Run(t, "qemu-img", "create", "-q", "-f", "qcow2", "theirs.qcow2", "4M")
+	b, err := os.ReadFile("theirs.qcow2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := parseHeader(b, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The feature table ends at 112+8+384: put two unknown extensions
+	// there, then the end marker (the file holds zeros after them).
+	off := int(h.headerLength) + 8 + 48*len(h.features)
+	for i, ext := range [][]byte{[]byte("abcd"), []byte("12345678")} {
+		binary.BigEndian.PutUint32(b[off:], 0x12345670+uint32(i))
+		binary.BigEndian.PutUint32(b[off+4:], uint32(len(ext)))
+		copy(b[off+8:], ext)
+		off += 8 + (len(ext)+7)&^7
+	}
+	b[95] |= 0x80 // an unknown autoclear feature
+	if err := os.WriteFile("theirs.qcow2", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("ours.qcow2", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.Run(t, "qemu-img", "create", "-q", "-f", "raw", "base.raw", "4M")
+	qemutest.Run(t, "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "theirs.qcow2")
+	img, err := OpenFile("ours.qcow2", Options{NoBacking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.ChangeBackingFile("base.raw", "raw"); err != nil {
+		t.Fatal(err)
+	}
+	img.Close()
+	if a, b := readHeaderCluster(t, "ours.qcow2"), readHeaderCluster(t, "theirs.qcow2"); !bytes.Equal(a, b) {
+		t.Errorf("header differs from qemu-img's at byte %d", firstDiff(a, b))
+	}
+	raw, err := CreateFile("dr.qcow2", 1<<20, CreateOptions{DataFile: "dr.data", DataFileRaw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.ChangeBackingFile("base.raw", "raw"); !errors.Is(err, blockio.ErrInvalid) {
+		t.Errorf("backing file on a raw data file image: %v", err)
 	}
 }

@@ -477,7 +477,10 @@ func (h *header) encode(cs int) ([]byte, error) {
 			return nil, err
 		}
 	}
-	for _, e := range h.unknownExts {
+	// QEMU keeps unknown extensions in a list it prepends to while
+	// reading, so each rewrite stores them in reverse order: do the same.
+	for i := range h.unknownExts {
+		e := h.unknownExts[len(h.unknownExts)-1-i]
 		if err := putExt(e.typ, e.data); err != nil {
 			return nil, err
 		}

@@ -120,8 +120,8 @@ func cmdCommit(e *env, args []string) int {
 	}
 
 	ch := &commitChain{base: base, haveBase: haveBase}
-	// Read-write, so that the image is locked against other writers
-	// until it is replaced.
+	// Read-write, so that the image stays locked against other writers
+	// until it is emptied and closed.
 	top, err := qcow2.OpenFile(path, qcow2.Options{Filename: path, BackingOpener: ch.opener(path, 1)})
 	if err != nil {
 		ch.close()
@@ -154,21 +154,24 @@ func cmdCommit(e *env, args []string) int {
 		e.errorf("%v", err)
 		return 1
 	}
-	info, infoErr := top.Info()
+	if !drop {
+		// The base holds the data durably now (commitCopy flushed it):
+		// empty the image in place, still holding its write lock, so that
+		// it reads entirely from its backing file (QEMU's make_empty).
+		if err := top.Deallocate(0, top.Size()); err != nil {
+			closeAll()
+			e.errorf("the data was committed, but the image could not be emptied: %s", describeErr(err))
+			return 1
+		}
+		if err := top.Flush(); err != nil {
+			closeAll()
+			e.errorf("%s", describeErr(err))
+			return 1
+		}
+	}
 	if err := closeAll(); err != nil {
 		e.errorf("%s", describeErr(err))
 		return 1
-	}
-	if !drop {
-		// The base holds the data durably now (flushed and closed):
-		// emptying the image cannot lose anything.
-		if infoErr == nil {
-			infoErr = emptyQcow2(path, &info)
-		}
-		if infoErr != nil {
-			e.errorf("%s", describeErr(infoErr))
-			return 1
-		}
 	}
 	if prog != nil {
 		prog.finish()
@@ -388,81 +391,4 @@ func commitCopy(top *qcow2.Image, ch *commitChain, prog *progress, rateLimit int
 		return fmt.Errorf("error while flushing the base image: %s", describeErr(err))
 	}
 	return nil
-}
-
-// emptyQcow2 makes the qcow2 image at path read entirely from its backing
-// file, as QEMU's make-empty does: for an image without internal
-// snapshots, bitmaps or an external data file it is replaced by a fresh
-// image with the same options and backing file (written to a temporary
-// file, synced, and renamed over the old one, so a crash leaves either
-// image; both read the same since the base holds the data).
-func emptyQcow2(path string, info *blockio.ImageInfo) error {
-	spec, ok := info.FormatSpecific.Data.(qcow2.InfoSpecific)
-	if !ok {
-		if p, ok2 := info.FormatSpecific.Data.(*qcow2.InfoSpecific); ok2 {
-			spec, ok = *p, true
-		}
-	}
-	if !ok || len(info.Snapshots) > 0 || len(spec.Bitmaps) > 0 || spec.DataFile != "" {
-		return errors.New("the data was committed, but emptying an image with internal snapshots, bitmaps or an external data file is not supported (use -d to keep it)")
-	}
-	co := qcow2.CreateOptions{
-		Compat:          spec.Compat,
-		RefcountBits:    int(spec.RefcountBits),
-		CompressionType: spec.CompressionType,
-		BackingFile:     info.BackingFilename,
-		BackingFormat:   info.BackingFilenameFormat,
-	}
-	if info.ClusterSize != nil {
-		co.ClusterSize = *info.ClusterSize
-	}
-	if spec.LazyRefcounts != nil {
-		co.LazyRefcounts = *spec.LazyRefcounts
-	}
-	if spec.ExtendedL2 != nil {
-		co.ExtendedL2 = *spec.ExtendedL2
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".commit-empty")
-	os.Remove(tmp)
-	co.Filename = path
-	img, err := qcow2.CreateFile(tmp, info.VirtualSize, co)
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := img.Flush(); err != nil {
-		img.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := img.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := syncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncFile(filepath.Dir(path))
-}
-
-func syncFile(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

@@ -62,9 +62,9 @@
 // zeros, growing the base when it is smaller; the base is opened
 // read-write on its own and flushed before anything else happens. Then,
 // unless -d or -b is given (-b implies -d, as in qemu-img), the image is
-// emptied: it is replaced by a fresh image with the same options and
-// backing file (written beside it, synced, renamed over it), so it reads
-// entirely through to its backing file, as after QEMU's make-empty. The
+// emptied in place, still under its write lock: every cluster is
+// deallocated (qcow2.Image.Deallocate) so that it reads entirely through
+// to its backing file, as after QEMU's make-empty. The
 // chain may hold qcow2 and raw images; -t is checked (writes are cached
 // and flushed), -r paces the copied data to that many bytes per second.
 //
