@@ -151,8 +151,23 @@ func fuzzBody(t *testing.T, b []byte) {
 		}
 		w.WriteZeroes(0, min(ws, 4096), true)
 		w.Discard(ws/2, min(ws-ws/2, 65536))
+		w.Deallocate(0, min(ws, 2*w.ClusterSize()))
 		if err := w.Flush(); err != nil {
 			return
+		}
+		// A header rewrite keeps the image openable, or fails cleanly.
+		if err := w.ChangeBackingFile("fuzz-backing.qcow2", "qcow2"); err != nil {
+			if !typedErr(err) {
+				t.Fatalf("change backing file: untyped error %v", err)
+			}
+		} else {
+			snap := blockio.NewMem(int64(len(mem2.Bytes())))
+			snap.WriteAt(mem2.Bytes(), 0)
+			r, err := Open(snap, Options{ReadOnly: true, NoBacking: true, MemoryLimit: 64 << 20})
+			if err != nil {
+				t.Fatalf("reopen after ChangeBackingFile: %v", err)
+			}
+			r.Close()
 		}
 		if q := ws / 4; q >= 4096 && q+int64(len(p)) <= ws/2 {
 			got := make([]byte, len(p))
