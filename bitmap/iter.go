@@ -388,24 +388,6 @@ func (it *Iterator) nextUpper() (m2, s2 uint64) {
 	return 0, 0
 }
 
-// walk returns the next stored word that may be dirty after the walk
-// state and its bits, advancing the state; wi is ^0 when none is left.
-func (it *Iterator) walk() (wi, w uint64) {
-	for it.m1 == 0 {
-		if it.m2 == 0 {
-			if it.m2, it.s2 = it.nextUpper(); it.m2 == 0 {
-				return ^uint64(0), 0
-			}
-		}
-		it.s1 = it.s2<<6 | uint64(bits.TrailingZeros64(it.m2))
-		it.m2 &= it.m2 - 1
-		it.m1 = it.sum1[it.s1]
-	}
-	wi = it.s1<<6 | uint64(bits.TrailingZeros64(it.m1))
-	it.m1 &= it.m1 - 1
-	return wi, it.last[wi]
-}
-
 // decode fills the (empty) area buffer with the next dirty areas after the
 // walk state: about it.batch of them, fewer at the end of the bitmap, and
 // never stopping inside a run unless the run is longer than maxRunWords
@@ -421,19 +403,32 @@ func (it *Iterator) decode() {
 	n := 1
 	open := false
 	m1, s1 := it.m1, it.s1
-	// The first word: the fresh one, else the next one.
-	var wi, w uint64
-	if it.fresh {
-		it.fresh = false
-		wi = it.from >> 6
-		w = last[wi] & maskFrom(it.from)
-	} else if wi, w = it.walk(); wi == none {
-		m1 = 0
-		goto end
-	} else {
-		m1, s1 = it.m1, it.s1
-	}
+	fresh := it.fresh
+	it.fresh = false
 	for {
+		// The next word: the fresh one (from bit from), else the next
+		// one that may be dirty.
+		var wi, w uint64
+		if fresh {
+			fresh = false
+			wi = it.from >> 6
+			w = last[wi] & maskFrom(it.from)
+		} else {
+			for m1 == 0 {
+				if it.m2 == 0 {
+					if it.m2, it.s2 = it.nextUpper(); it.m2 == 0 {
+						goto end
+					}
+				}
+				m2 := it.m2
+				s1 = it.s2<<6 | uint64(bits.TrailingZeros64(m2))
+				it.m2 = m2 & (m2 - 1)
+				m1 = sum1[s1]
+			}
+			wi = s1<<6 | uint64(bits.TrailingZeros64(m1))
+			m1 &= m1 - 1
+			w = last[wi]
+		}
 		base := wi << 6
 		// The usual word of a sparse bitmap holds a single run touching
 		// neither end: it neither continues the previous area nor goes
@@ -475,21 +470,6 @@ func (it *Iterator) decode() {
 				break
 			}
 		}
-		// The next word.
-		for m1 == 0 {
-			if it.m2 == 0 {
-				if it.m2, it.s2 = it.nextUpper(); it.m2 == 0 {
-					goto end
-				}
-			}
-			m2 := it.m2
-			s1 = it.s2<<6 | uint64(bits.TrailingZeros64(m2))
-			it.m2 = m2 & (m2 - 1)
-			m1 = sum1[s1]
-		}
-		wi = s1<<6 | uint64(bits.TrailingZeros64(m1))
-		m1 &= m1 - 1
-		w = last[wi]
 	}
 end:
 	it.m1, it.s1 = m1, s1
