@@ -3,7 +3,6 @@ package bench
 import (
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -46,10 +45,19 @@ func vmdkSource(b *testing.B) (string, []byte) {
 
 func runQemu(b *testing.B, args ...string) {
 	b.Helper()
-	bin := qemutest.Require(b, "qemu-img")
-	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
-		b.Fatalf("qemu-img %v: %v\n%s", args, err, out)
-	}
+	qemutest.Run(b, "qemu-img", args...)
+}
+
+// benchQemu runs `qemu-img args...` as the "qemu-img" sub-benchmark, the
+// reference each blocklayer figure stands beside.
+func benchQemu(b *testing.B, args ...string) {
+	b.Run("qemu-img", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(vmdkBenchSize)
+		for b.Loop() {
+			runQemu(b, args...)
+		}
+	})
 }
 
 // BenchmarkVMDKStreamOptimized: raw -> streamOptimized, ours (reading the
@@ -91,23 +99,29 @@ func BenchmarkVMDKStreamOptimized(b *testing.B) {
 			}
 		})
 	}
-	b.Run("qemu-img", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(vmdkBenchSize)
-		for b.Loop() {
-			runQemu(b, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", src, filepath.Join(dir, "qemu.vmdk"))
-		}
-	})
+	benchQemu(b, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", src, filepath.Join(dir, "qemu.vmdk"))
 }
 
 // BenchmarkVMDKSparseToRaw: monolithicSparse (written by qemu-img) -> raw,
 // ours (sequential 2 MiB reads, zero extents skipped via BlockStatus)
 // side by side with `qemu-img convert -O raw`.
-func BenchmarkVMDKSparseToRaw(b *testing.B) {
+func BenchmarkVMDKSparseToRaw(b *testing.B) { benchVMDKToRaw(b) }
+
+// BenchmarkVMDKStreamToRaw: streamOptimized (written by qemu-img) -> raw,
+// ours side by side with `qemu-img convert -O raw`.
+func BenchmarkVMDKStreamToRaw(b *testing.B) {
+	benchVMDKToRaw(b, "-o", "subformat=streamOptimized")
+}
+
+// benchVMDKToRaw converts the source to a vmdk with qemu-img (createOpts
+// pick the subformat), then times converting it back to raw: ours
+// (pipeCopy, no flush: qemu-img convert writes with cache=unsafe by
+// default) and qemu-img's.
+func benchVMDKToRaw(b *testing.B, createOpts ...string) {
 	src, _ := vmdkSource(b)
 	dir := b.TempDir()
 	img := filepath.Join(dir, "src.vmdk")
-	runQemu(b, "convert", "-f", "raw", "-O", "vmdk", src, img)
+	runQemu(b, append(append([]string{"convert", "-f", "raw", "-O", "vmdk"}, createOpts...), src, img)...)
 	b.Run("blocklayer", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(vmdkBenchSize)
@@ -121,18 +135,11 @@ func BenchmarkVMDKSparseToRaw(b *testing.B) {
 				b.Fatal(err)
 			}
 			pipeCopy(b, in, out, vmdkBenchSize)
-			// No flush: qemu-img convert writes with cache=unsafe by default.
 			out.Close()
 			in.Close()
 		}
 	})
-	b.Run("qemu-img", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(vmdkBenchSize)
-		for b.Loop() {
-			runQemu(b, "convert", "-f", "vmdk", "-O", "raw", img, filepath.Join(dir, "qemu.raw"))
-		}
-	})
+	benchQemu(b, "convert", "-f", "vmdk", "-O", "raw", img, filepath.Join(dir, "qemu.raw"))
 }
 
 // pipeCopy copies size bytes from in to out in 2 MiB chunks with reads and
@@ -178,39 +185,6 @@ func pipeCopy(b *testing.B, in blockio.Device, out blockio.Device, size int64) {
 	}
 }
 
-// BenchmarkVMDKStreamToRaw: streamOptimized (written by qemu-img) -> raw,
-// ours side by side with `qemu-img convert -O raw`.
-func BenchmarkVMDKStreamToRaw(b *testing.B) {
-	src, _ := vmdkSource(b)
-	dir := b.TempDir()
-	img := filepath.Join(dir, "src.vmdk")
-	runQemu(b, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", src, img)
-	b.Run("blocklayer", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(vmdkBenchSize)
-		for b.Loop() {
-			in, err := vmdk.OpenFile(img, vmdk.Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			out, err := blockio.CreateFile(filepath.Join(dir, "ours.raw"), vmdkBenchSize, blockio.FileOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			pipeCopy(b, in, out, vmdkBenchSize)
-			out.Close()
-			in.Close()
-		}
-	})
-	b.Run("qemu-img", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(vmdkBenchSize)
-		for b.Loop() {
-			runQemu(b, "convert", "-f", "vmdk", "-O", "raw", img, filepath.Join(dir, "qemu.raw"))
-		}
-	})
-}
-
 // BenchmarkVMDKRawToSparse: raw -> monolithicSparse, ours (pipelined 2 MiB
 // writes; Close makes the image durable, which qemu-img's default
 // cache=unsafe skips) side by side with `qemu-img convert -O vmdk`.
@@ -236,13 +210,7 @@ func BenchmarkVMDKRawToSparse(b *testing.B) {
 			in.Close()
 		}
 	})
-	b.Run("qemu-img", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(vmdkBenchSize)
-		for b.Loop() {
-			runQemu(b, "convert", "-f", "raw", "-O", "vmdk", src, filepath.Join(dir, "qemu.vmdk"))
-		}
-	})
+	benchQemu(b, "convert", "-f", "raw", "-O", "vmdk", src, filepath.Join(dir, "qemu.vmdk"))
 }
 
 // BenchmarkVMDKRandomIO measures the per-request cost of 4 KiB random I/O

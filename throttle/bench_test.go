@@ -39,32 +39,27 @@ func BenchmarkClockNow(b *testing.B) {
 
 // The hot path: a request that needs no wait.
 
-func BenchmarkWaitUnlimited(b *testing.B) {
-	g, _ := NewGroup("b", Limits{})
-	m := g.Join("m")
+// benchWait times m.Wait of bytes-byte writes that are admitted at once.
+func benchWait(b *testing.B, m *Member, bytes int64) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	start := cpuTime()
 	defer reportCPU(b, start)
 	for b.Loop() {
-		if err := m.Wait(ctx, true, 4096); err != nil {
+		if err := m.Wait(ctx, true, bytes); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
+func BenchmarkWaitUnlimited(b *testing.B) {
+	g, _ := NewGroup("b", Limits{})
+	benchWait(b, g.Join("m"), 4096)
+}
+
 func BenchmarkWaitUnderLimit(b *testing.B) {
 	g, _ := NewGroup("b", Limits{BPS: ValueMax, IOPS: ValueMax})
-	m := g.Join("m")
-	ctx := context.Background()
-	b.ReportAllocs()
-	start := cpuTime()
-	defer reportCPU(b, start)
-	for b.Loop() {
-		if err := m.Wait(ctx, true, 4096); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchWait(b, g.Join("m"), 4096)
 }
 
 func BenchmarkWaitUnderLimitAllBuckets(b *testing.B) {
@@ -81,15 +76,7 @@ func BenchmarkWaitUnderLimitAllBuckets(b *testing.B) {
 	for range 7 {
 		g.Join("other")
 	}
-	ctx := context.Background()
-	b.ReportAllocs()
-	start := cpuTime()
-	defer reportCPU(b, start)
-	for b.Loop() {
-		if err := m.Wait(ctx, true, 65536); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchWait(b, m, 65536)
 }
 
 func BenchmarkWaitUnderLimitParallel(b *testing.B) {
@@ -97,12 +84,7 @@ func BenchmarkWaitUnderLimitParallel(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	start := cpuTime()
-	defer func() {
-		if b.N > 0 {
-			// Two goroutines share the CPU time: per op and per core.
-			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
-		}
-	}()
+	defer reportCPU(b, start) // the goroutines share the CPU time: per op, all cores
 	b.RunParallel(func(pb *testing.PB) {
 		m := g.Join("m")
 		for pb.Next() {

@@ -48,6 +48,16 @@ func goWait(ctx context.Context, m *Member, write bool, n int64) <-chan error {
 	return ch
 }
 
+// goQueue is goWait for a request that must queue: it returns once m has
+// one more queued request than before.
+func goQueue(t *testing.T, ctx context.Context, m *Member, write bool, n int64) <-chan error {
+	t.Helper()
+	want := queued(m) + 1
+	ch := goWait(ctx, m, write, n)
+	waitFor(t, m.Name()+" queued", func() bool { return queued(m) == want })
+	return ch
+}
+
 func TestNewGroupRefusesInvalid(t *testing.T) {
 	_, err := NewGroup("g", Limits{BPSMax: 1})
 	var le *LimitsError
@@ -65,8 +75,7 @@ func TestWaitBlocksUntilTimer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	done := goWait(ctx, m, false, 100)
-	waitFor(t, "request queued", func() bool { return queued(m) == 1 })
+	done := goQueue(t, ctx, m, false, 100)
 	clk.Advance(99 * ms)
 	select {
 	case err := <-done:
@@ -110,8 +119,7 @@ func TestCancelIsNotAccounted(t *testing.T) {
 	}
 	before := level()
 	ctx, cancel := context.WithCancel(bg)
-	done := goWait(ctx, m, true, 100)
-	waitFor(t, "queued", func() bool { return queued(m) == 1 })
+	done := goQueue(t, ctx, m, true, 100)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -181,12 +189,10 @@ func TestLeaveReleasesQueued(t *testing.T) {
 	// a owns the timer; b queues behind it.
 	var as, bs []<-chan error
 	for range 3 {
-		as = append(as, goWait(bg, a, false, 100))
-		waitFor(t, "a queued", func() bool { return queued(a) == len(as) })
+		as = append(as, goQueue(t, bg, a, false, 100))
 	}
 	for range 2 {
-		bs = append(bs, goWait(bg, b, false, 100))
-		waitFor(t, "b queued", func() bool { return queued(b) == len(bs) })
+		bs = append(bs, goQueue(t, bg, b, false, 100))
 	}
 	a.Leave()
 	for _, ch := range as {
@@ -379,10 +385,8 @@ func TestDrain(t *testing.T) {
 	bg := context.Background()
 	_ = a.Wait(bg, true, 1)
 	_ = a.Wait(bg, true, 1)
-	ra := goWait(bg, a, true, 1)
-	waitFor(t, "a queued", func() bool { return queued(a) == 1 })
-	rb := goWait(bg, b, true, 1)
-	waitFor(t, "b queued", func() bool { return queued(b) == 1 })
+	ra := goQueue(t, bg, a, true, 1)
+	rb := goQueue(t, bg, b, true, 1)
 
 	a.BeginDrain()
 	a.BeginDrain() // nests

@@ -41,8 +41,7 @@ func TestExtremeRequestSizes(t *testing.T) {
 			// The buckets are now hopelessly over: the next request waits
 			// (a timer far in the future), and cancelling it works.
 			ctx, cancel := context.WithCancel(bg)
-			done := goWait(ctx, m, true, 1)
-			waitFor(t, "queued", func() bool { return queued(m) == 1 })
+			done := goQueue(t, ctx, m, true, 1)
 			if when, ok := clk.Next(); !ok || when-clk.Now() < time.Hour {
 				t.Fatalf("timer at %v (now %v), want far in the future", when, clk.Now())
 			}
@@ -52,8 +51,7 @@ func TestExtremeRequestSizes(t *testing.T) {
 			}
 			// A queued request is released by SetLimits, which empties the
 			// buckets.
-			done = goWait(bg, m, true, 1)
-			waitFor(t, "queued", func() bool { return queued(m) == 1 })
+			done = goQueue(t, bg, m, true, 1)
 			if err := g.SetLimits(l); err != nil {
 				t.Fatal(err)
 			}

@@ -235,8 +235,9 @@ func createSingle(dev blockio.Device, opts CreateOptions, name string, parentCID
 		d, _ := ParseDescriptor([]byte(formatDescriptor(t)))
 		img := &Image{
 			opts: oo, filename: oo.Filename, desc: d, size: opts.Size, stream: sw,
-			descDev: dev, descOff: sectorSize, descCap: createDescSectors * sectorSize, cidUpdated: true,
+			descDev: dev, descOff: sectorSize, descCap: createDescSectors * sectorSize,
 		}
+		img.cidUpdated.Store(true)
 		img.extents = []*extent{{size: opts.Size, kind: kindSparse, access: "RW", file: oo.Filename, dev: dev,
 			sp: &sparseExtent{grainBytes: createGrainSectors * sectorSize, compressed: true}}}
 		return img, nil
@@ -245,7 +246,7 @@ func createSingle(dev blockio.Device, opts CreateOptions, name string, parentCID
 	if err != nil {
 		return nil, err
 	}
-	img.cidUpdated = true // a fresh CID was just written
+	img.cidUpdated.Store(true) // a fresh CID was just written
 	return img, nil
 }
 
@@ -379,6 +380,6 @@ func CreateFile(path string, size int64, opts CreateOptions) (*Image, error) {
 	if err != nil {
 		return fail(err)
 	}
-	img.cidUpdated = true // a fresh CID was just written
+	img.cidUpdated.Store(true) // a fresh CID was just written
 	return img, nil
 }

@@ -27,7 +27,8 @@ type extent struct {
 	sp          *sparseExtent
 	se          *seSparseExtent
 	readOnly    bool
-	growMu      sync.Mutex // serializes growing a flat extent's file
+	growMu      sync.Mutex  // serializes growing a flat extent's file
+	back        backingFunc // reads the parent at extent-relative offsets; nil without a parent
 }
 
 func (e *extent) end() int64 { return e.start + e.size }

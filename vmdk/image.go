@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/blocklayer/blocklayer/blockio"
 )
@@ -38,7 +39,7 @@ type Image struct {
 	parentErr  error
 
 	cidMu      sync.Mutex
-	cidUpdated bool
+	cidUpdated atomic.Bool // set once the first write has renewed the CID (under cidMu)
 
 	stream *streamWriter // non-nil for a stream-optimized image being written
 
@@ -86,12 +87,9 @@ func (img *Image) extentAt(off int64) int {
 	return sort.Search(len(img.extents), func(i int) bool { return img.extents[i].end() > off })
 }
 
-func (img *Image) backing(e *extent) backingFunc {
-	if img.parent == nil {
-		return nil
-	}
-	return func(p []byte, off int64) error { return img.readParent(p, e.start+off) }
-}
+// backing returns e's reader of the parent (nil without a parent). It is
+// built once when the parent is opened, not per request.
+func (img *Image) backing(e *extent) backingFunc { return e.back }
 
 func (img *Image) checkParent() error {
 	img.parentOnce.Do(func() {
@@ -409,13 +407,16 @@ func (img *Image) Close() error {
 // updateCID gives the disk a new random CID on the first write after open,
 // as QEMU does, so that children's parentCID no longer matches.
 func (img *Image) updateCID() error {
+	if img.cidUpdated.Load() {
+		return nil // every write but the first: no lock
+	}
 	img.cidMu.Lock()
 	defer img.cidMu.Unlock()
-	if img.cidUpdated {
+	if img.cidUpdated.Load() {
 		return nil
 	}
 	if img.descDev == nil {
-		img.cidUpdated = true
+		img.cidUpdated.Store(true)
 		return nil
 	}
 	cid := rand.Uint32()
@@ -426,7 +427,7 @@ func (img *Image) updateCID() error {
 		return err
 	}
 	img.desc.CID = cid
-	img.cidUpdated = true
+	img.cidUpdated.Store(true)
 	return nil
 }
 

@@ -116,14 +116,7 @@ func TestCreateInterop(t *testing.T) {
 				m.write(p, off)
 			}
 			m.verify(t, img)
-			if err := img.Close(); err != nil {
-				t.Fatal(err)
-			}
-			img, err = OpenFile(path, Options{ReadOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.verify(t, img)
+			img = m.reopen(t, img, path)
 			compareInfoJSON(t, img, []byte(qemutest.Run(t, "qemu-img", "info", "--output=json", path)))
 			var wantMap []qemuMapEntry
 			if err := json.Unmarshal([]byte(qemutest.Run(t, "qemu-img", "map", "--output=json", path)), &wantMap); err != nil {
@@ -239,6 +232,21 @@ func (m *sparseModel) verify(t *testing.T, img *Image) {
 			t.Fatalf("untouched page at %d not zero", i*pageSize)
 		}
 	}
+}
+
+// reopen closes img (which must succeed), opens path again read-only,
+// checks it against m and returns it.
+func (m *sparseModel) reopen(t *testing.T, img *Image, path string) *Image {
+	t.Helper()
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	img, err := OpenFile(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.verify(t, img)
+	return img
 }
 
 func (m *sparseModel) raw(t *testing.T) string {

@@ -416,6 +416,9 @@ func (img *Image) openParent() error {
 		return fmt.Errorf("vmdk: opening parent %q: %w", hint, err)
 	}
 	img.parent = dev
+	for _, e := range img.extents {
+		e.back = func(p []byte, off int64) error { return img.readParent(p, e.start+off) }
+	}
 	return nil
 }
 

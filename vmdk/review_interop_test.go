@@ -91,15 +91,7 @@ func TestOddSizesInterop(t *testing.T) {
 					m.write(p, off)
 					last = off + l - 1
 				}
-				if err := img.Close(); err != nil {
-					t.Fatal(err)
-				}
-				img, err = OpenFile(path, Options{ReadOnly: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				m.verify(t, img)
-				img.Close()
+				m.reopen(t, img, path).Close()
 				qemuCheck(t, path)
 				qemuCompare(t, path, m.raw(t))
 

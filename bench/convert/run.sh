@@ -22,19 +22,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 SIZE_MB=${SIZE_MB:-2048}
 REPS=${REPS:-3}
-WORK=${BENCH_DIR:-${TMPDIR:-/tmp}/blockimg-convert-bench}
-mkdir -p "$WORK"
-cd "$WORK"
-
-for tool in qemu-img go; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
-done
-
-echo "building blockimg..." >&2
-(cd "$ROOT" && go build -o "$WORK/blockimg" ./cmd/blockimg)
+bench_init blockimg-convert-bench
+bench_build blockimg ./cmd/blockimg
 BI="$WORK/blockimg"
 
 SRC=src.raw
@@ -45,8 +38,6 @@ if [ ! -f "$SRC" ] || [ "$(stat -c %s "$SRC")" != "$((SIZE_MB << 20))" ]; then
 fi
 [ -f src.qcow2 ] || qemu-img convert -f raw -O qcow2 "$SRC" src.qcow2
 [ -f src.vmdk ] || qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse "$SRC" src.vmdk
-
-now() { date +%s.%N; }
 
 # best_time CMD... : run REPS times (removing out.* first), print the best
 # wall-clock seconds.

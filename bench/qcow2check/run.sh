@@ -29,19 +29,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 REPS=${REPS:-5}
 IMAGES=${IMAGES:-metadata scattered}
-WORK=${BENCH_DIR:-${TMPDIR:-/tmp}/qcow2check-bench}
-mkdir -p "$WORK"
-cd "$WORK"
-
-for tool in qemu-img go; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
-done
-
-echo "building qcow2check..." >&2
-(cd "$ROOT" && go build -o "$WORK/qcow2check" ./bench/qcow2check)
+bench_init qcow2check-bench
+bench_build qcow2check ./bench/qcow2check
 OURS="$WORK/qcow2check"
 
 make_image() { # NAME
@@ -62,7 +55,6 @@ make_image() { # NAME
   mv "$img.tmp" "$img"
 }
 
-now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 
 # counters FILE.json: the numeric fields, one "name value" a line, sorted

@@ -45,22 +45,15 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 COUNT=${COUNT:-300000}
 DIRECT_COUNT=${DIRECT_COUNT:-50000}
 REPS=${REPS:-3}
 DIRECT=${DIRECT:-1}
 SCATTER=$((162013 * 4096))
-WORK=${BENCH_DIR:-${TMPDIR:-/tmp}/qcow2iops-bench}
-mkdir -p "$WORK"
-cd "$WORK"
-
-for tool in qemu-img go; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
-done
-
-echo "building qcow2iops..." >&2
-(cd "$ROOT" && go build -o "$WORK/qcow2iops" ./bench/qcow2iops)
+bench_init qcow2iops-bench
+bench_build qcow2iops ./bench/qcow2iops
 OURS="$WORK/qcow2iops"
 
 IMG=$WORK/img.qcow2

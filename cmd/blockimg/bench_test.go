@@ -23,6 +23,26 @@ func benchFixture(t *testing.T, dir string) {
 
 var benchTime = regexp.MustCompile(`Run completed in [0-9]+\.[0-9]{3} seconds\.`)
 
+// benchBoth runs "blockimg bench args" and "qemu-img bench args", each in
+// its own copy of the fixture directory tmpl, and requires the same exit
+// code, stdout (except the run time) and stderr. It returns the two
+// directories and qemu-img's exit code.
+func benchBoth(t *testing.T, name, tmpl string, args ...string) (ours, theirs string, qrc int) {
+	t.Helper()
+	ours, theirs = t.TempDir(), t.TempDir()
+	copyDir(t, tmpl, ours)
+	copyDir(t, tmpl, theirs)
+	args = append([]string{"bench"}, args...)
+	var out, errs, qout, qerrs string
+	var rc int
+	inDir(t, ours, func() { out, errs, rc = blockimg(t, args...) })
+	inDir(t, theirs, func() { qout, qerrs, qrc = qemuFull(t, "qemu-img", args...) })
+	const tm = "Run completed in T seconds."
+	out, qout = benchTime.ReplaceAllString(out, tm), benchTime.ReplaceAllString(qout, tm)
+	sameOutput(t, name, ours, theirs, out, errs, rc, qout, qerrs, qrc)
+	return ours, theirs, qrc
+}
+
 // TestBenchMatchesQemu runs blockimg bench and qemu-img bench on
 // identical copies and compares exit codes, stdout (except the time),
 // stderr and, for write runs, the resulting image content.
@@ -71,17 +91,7 @@ func TestBenchMatchesQemu(t *testing.T) {
 	benchFixture(t, tmpl)
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c, " ", "_"), func(t *testing.T) {
-			ours, theirs := t.TempDir(), t.TempDir()
-			copyDir(t, tmpl, ours)
-			copyDir(t, tmpl, theirs)
-			args := append([]string{"bench"}, strings.Fields(c)...)
-			var out, errs, qout, qerrs string
-			var rc, qrc int
-			inDir(t, ours, func() { out, errs, rc = blockimg(t, args...) })
-			inDir(t, theirs, func() { qout, qerrs, qrc = qemuFull(t, "qemu-img", args...) })
-			const tm = "Run completed in T seconds."
-			out, qout = benchTime.ReplaceAllString(out, tm), benchTime.ReplaceAllString(qout, tm)
-			sameOutput(t, "bench "+c, ours, theirs, out, errs, rc, qout, qerrs, qrc)
+			ours, theirs, qrc := benchBoth(t, "bench "+c, tmpl, strings.Fields(c)...)
 			if qrc != 0 {
 				// qemu-img exits at the first failed request, with
 				// others still in flight: what they wrote varies.
@@ -107,18 +117,7 @@ func TestBenchProbedRawWrite(t *testing.T) {
 	qemutest.Require(t, "qemu-io")
 	tmpl := t.TempDir()
 	benchFixture(t, tmpl)
-	ours, theirs := t.TempDir(), t.TempDir()
-	copyDir(t, tmpl, ours)
-	copyDir(t, tmpl, theirs)
-	args := []string{"bench", "-w", "-c", "20", "-d", "2", "r.img"}
-	var out, errs, qout, qerrs string
-	var rc, qrc int
-	inDir(t, ours, func() { out, errs, rc = blockimg(t, args...) })
-	inDir(t, theirs, func() { qout, qerrs, qrc = qemuFull(t, "qemu-img", args...) })
-	const tm = "Run completed in T seconds."
-	out, qout = benchTime.ReplaceAllString(out, tm), benchTime.ReplaceAllString(qout, tm)
-	// Only the WARNING text is compared; qemu's names the tool nowhere.
-	sameOutput(t, "probed raw", ours, theirs, out, errs, rc, qout, qerrs, qrc)
+	ours, theirs, _ := benchBoth(t, "probed raw", tmpl, "-w", "-c", "20", "-d", "2", "r.img")
 	requireSameContent(t, "probed raw", "raw", filepath.Join(ours, "r.img"), filepath.Join(theirs, "r.img"))
 }
 
@@ -142,6 +141,25 @@ func TestBenchEmptyImage(t *testing.T) {
 	// Depth 0 would wait forever in qemu-img.
 	if _, errs, rc := blockimg(t, "bench", "-c", "3", "-d", "0", "-f", "raw", p); rc != 1 || !strings.Contains(errs, "Queue depth 0") {
 		t.Errorf("-d 0: exit %d, stderr %q", rc, errs)
+	}
+}
+
+// TestBenchHugeArgs: a depth and buffer size whose buffers would not fit
+// in memory fail cleanly instead of allocating without bound.
+func TestBenchHugeArgs(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "r.img")
+	mustBlockimg(t, "create", "-q", "-f", "raw", p, "1M")
+	for _, args := range [][]string{
+		{"-c", "2147483647", "-d", "2147483647", "-s", "0"},
+		{"-c", "100000", "-d", "100000", "-s", "1M"},
+		{"-c", "2", "-d", "2", "-s", "2147483647"},
+	} {
+		args = append(append([]string{"bench"}, args...), "-f", "raw", p)
+		_, errs, rc := blockimg(t, args...)
+		if rc != 1 || !strings.Contains(errs, "Cannot allocate memory") {
+			t.Errorf("%v: exit %d, stderr %q", args, rc, errs)
+		}
 	}
 }
 

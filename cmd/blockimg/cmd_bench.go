@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"syscall"
 	"time"
 
@@ -74,17 +73,17 @@ func cmdBench(e *env, args []string) int {
 				return 1
 			}
 		case "o":
-			if c.offset, err = benchCvtnum(e, "offset", op.val, 0, math.MaxInt64); err != nil {
+			if c.offset, ok = e.cvtnum("offset", op.val, 0, math.MaxInt64); !ok {
 				return 1
 			}
 		case "q":
 			// qemu-img bench prints its report even with -q.
 		case "s":
-			if c.bufSize, err = benchCvtnum(e, "buffer size", op.val, 0, math.MaxInt32); err != nil {
+			if c.bufSize, ok = e.cvtnum("buffer size", op.val, 0, math.MaxInt32); !ok {
 				return 1
 			}
 		case "S":
-			if c.step, err = benchCvtnum(e, "step_size", op.val, 0, math.MaxInt32); err != nil {
+			if c.step, ok = e.cvtnum("step_size", op.val, 0, math.MaxInt32); !ok {
 				return 1
 			}
 		case "t":
@@ -157,6 +156,12 @@ func cmdBench(e *env, args []string) int {
 		e.errorf("Queue depth 0 sends no requests; use -d 1 or more")
 		return 1
 	}
+	if mem := benchMemory(&c); mem > benchMaxMemory {
+		// qemu-img aborts when it cannot allocate depth buffers.
+		e.errorf("Requests would need %d bytes of buffers (%d in parallel, %d bytes each); the limit is %d: Cannot allocate memory",
+			mem, min(c.depth, c.count), c.bufSize, int64(benchMaxMemory))
+		return 1
+	}
 	start := time.Now()
 	if err := runBench(im.dev, &c); err != nil {
 		e.errorf("Failed request: %s", benchErrText(err))
@@ -214,6 +219,20 @@ func openBenchImage(e *env, path string, c *benchConfig) (*image, error) {
 	}
 	im.dev = dev
 	return im, nil
+}
+
+// benchMaxMemory bounds what a run allocates: a buffer and a goroutine
+// (benchWorkerCost) per request in flight.
+const (
+	benchMaxMemory  = 1 << 30
+	benchWorkerCost = 8 << 10
+)
+
+// benchMemory estimates the bytes a run's workers need. depth and count
+// are at most MaxInt32 and bufSize at most MaxInt32, so it cannot
+// overflow.
+func benchMemory(c *benchConfig) int64 {
+	return int64(min(c.depth, c.count)) * (c.bufSize + benchWorkerCost)
 }
 
 // errBenchRange is a request outside the image (qemu's EIO).
@@ -340,74 +359,6 @@ func benchErrText(err error) string {
 		return "Input/output error"
 	}
 	return describeErr(err)
-}
-
-// benchCvtnum parses a size option as qemu-img 7.2's cvtnum_full does,
-// printing its messages (and the hex-suffix deprecation warning).
-func benchCvtnum(e *env, name, s string, lo, hi int64) (int64, error) {
-	v, hexSuffix, err := parseSizeU(s)
-	if err != nil && !errors.Is(err, errSizeRange) {
-		e.errorf("Invalid %s specified. You may use k, M, G, T, P or E suffixes for\n"+
-			"kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", name)
-		return 0, err
-	}
-	if err == nil && hexSuffix {
-		e.errorf("warning: Using a multiplier suffix on hex numbers is deprecated: %s", s)
-	}
-	if err != nil || v > uint64(hi) || int64(v) < lo {
-		e.errorf("Invalid %s specified. Must be between %d and %d.", name, lo, hi)
-		return 0, errSizeRange
-	}
-	return int64(v), nil
-}
-
-// parseUlong parses a number as qemu_strtoul with base 0 does: leading
-// white space, an optional sign, "0x" for hex, a leading 0 for octal, and
-// nothing after the digits. A negative number wraps (so it is huge);
-// ok is false for malformed or overflowing input.
-func parseUlong(s string) (uint64, bool) {
-	s = strings.TrimLeft(s, " \t\n\v\f\r")
-	neg := false
-	if s != "" && (s[0] == '+' || s[0] == '-') {
-		neg = s[0] == '-'
-		s = s[1:]
-	}
-	base := uint64(10)
-	switch {
-	case len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && isHex(s[2]):
-		base, s = 16, s[2:]
-	case len(s) > 1 && s[0] == '0':
-		base, s = 8, s[1:]
-	}
-	if s == "" {
-		return 0, false
-	}
-	var v uint64
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		var d uint64
-		switch {
-		case ch >= '0' && ch <= '9':
-			d = uint64(ch - '0')
-		case ch >= 'a' && ch <= 'f':
-			d = uint64(ch-'a') + 10
-		case ch >= 'A' && ch <= 'F':
-			d = uint64(ch-'A') + 10
-		default:
-			return 0, false
-		}
-		if d >= base {
-			return 0, false
-		}
-		if v > (math.MaxUint64-d)/base {
-			return 0, false
-		}
-		v = v*base + d
-	}
-	if neg {
-		v = -v
-	}
-	return v, true
 }
 
 // benchInt parses a non-negative int option as qemu-img bench does,

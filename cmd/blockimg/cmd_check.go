@@ -62,8 +62,7 @@ func cmdCheck(e *env, args []string) int {
 			}
 		case "--output":
 			var ok bool
-			if jsonOut, ok = parseOutput(op.val); !ok {
-				e.errorf("--output must be used with human or json as argument.")
+			if jsonOut, ok = e.parseOutput(op.val); !ok {
 				return 1
 			}
 		case "q":

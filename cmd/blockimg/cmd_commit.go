@@ -52,16 +52,10 @@ func cmdCommit(e *env, args []string) int {
 		case "q":
 			e.quiet = true
 		case "r":
-			v, _, err := parseSizeU(op.val)
-			switch {
-			case errors.Is(err, errSizeRange) || (err == nil && v > math.MaxInt64):
-				e.errorf("Invalid rate limit specified. Must be between 0 and %d.", int64(math.MaxInt64))
-				return 1
-			case err != nil:
-				e.errorf("Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for\nkilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.")
+			var ok bool
+			if rateLimit, ok = e.cvtnum("rate limit", op.val, 0, math.MaxInt64); !ok {
 				return 1
 			}
-			rateLimit = int64(v)
 		case "--object":
 			e.errorf("--object is not supported")
 			return 1

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/blocklayer/blocklayer/blockio"
@@ -56,9 +57,8 @@ func cmdCreate(e *env, args []string) int {
 	}
 	path := operands[0]
 	if len(operands) > 1 {
-		sz, err := parseSizeArg(operands[1])
-		if err != nil {
-			e.errorf("%v", err)
+		sz, ok := e.cvtnum("image size", operands[1], 0, math.MaxInt64)
+		if !ok {
 			return 1
 		}
 		p.size = sz

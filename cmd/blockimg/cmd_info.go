@@ -36,8 +36,7 @@ func cmdInfo(e *env, args []string) int {
 			o.noLock = true
 		case "--output":
 			var ok bool
-			if jsonOut, ok = parseOutput(op.val); !ok {
-				e.errorf("--output must be used with human or json as argument.")
+			if jsonOut, ok = e.parseOutput(op.val); !ok {
 				return 1
 			}
 		case "--backing-chain":

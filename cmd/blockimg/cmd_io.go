@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,10 +154,7 @@ func (s *ioSession) exec(line string) error {
 // ioNum parses an offset or length (qemu-io's cvtnum) and prints its
 // error message.
 func (s *ioSession) ioNum(arg string) (int64, error) {
-	v, _, err := parseSizeU(arg)
-	if err == nil && v > math.MaxInt64 {
-		err = errSizeRange
-	}
+	v, err := parseSize(arg)
 	if err != nil {
 		if errors.Is(err, errSizeRange) {
 			s.e.printf("Parsing error: argument too large -- %s\n", arg)
@@ -168,14 +163,14 @@ func (s *ioSession) ioNum(arg string) (int64, error) {
 		}
 		return 0, errIOCmd
 	}
-	return int64(v), nil
+	return v, nil
 }
 
 // parsePattern parses a pattern byte like strtol(arg, 0): decimal, 0x hex
 // or 0 octal, 0..255.
 func (s *ioSession) parsePattern(arg string) (byte, error) {
-	v, err := strconv.ParseInt(arg, 0, 64)
-	if err != nil || v < 0 || v > 255 {
+	v, ok := parseUlong(arg)
+	if !ok || v > 255 {
 		s.e.printf("%s is not a valid pattern byte\n", arg)
 		return 0, errIOCmd
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/blocklayer/blocklayer/blockio"
 )
@@ -65,18 +66,17 @@ func cmdMap(e *env, args []string) int {
 			o.noLock = true
 		case "--output":
 			var ok bool
-			if jsonOut, ok = parseOutput(op.val); !ok {
-				e.errorf("--output must be used with human or json as argument.")
+			if jsonOut, ok = e.parseOutput(op.val); !ok {
 				return 1
 			}
 		case "--start-offset":
-			if start, err = cvtnum("start offset", op.val, 0, 1<<63-1); err != nil {
-				e.errorf("%v", err)
+			var ok bool
+			if start, ok = e.cvtnum("start offset", op.val, 0, math.MaxInt64); !ok {
 				return 1
 			}
 		case "--max-length":
-			if maxLen, err = cvtnum("max length", op.val, 0, 1<<63-1); err != nil {
-				e.errorf("%v", err)
+			var ok bool
+			if maxLen, ok = e.cvtnum("max length", op.val, 0, math.MaxInt64); !ok {
 				return 1
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 
@@ -56,16 +57,10 @@ func cmdMeasure(e *env, args []string) int {
 		case "--output":
 			output = op.val
 		case "--size":
-			_, hexSuffix, perr := parseSizeU(op.val)
-			if perr == nil && hexSuffix {
-				e.errorf("warning: Using a multiplier suffix on hex numbers is deprecated: %s", op.val)
-			}
-			sz, err := parseSizeArg(op.val)
-			if err != nil {
-				e.errorf("%v", err)
+			var ok bool
+			if size, ok = e.cvtnum("image size", op.val, 0, math.MaxInt64); !ok {
 				return 1
 			}
-			size = sz
 		case "U":
 			noLock = true
 		case "--image-opts":
@@ -78,8 +73,7 @@ func cmdMeasure(e *env, args []string) int {
 	asJSON := false
 	if output != "" {
 		var ok bool
-		if asJSON, ok = parseOutput(output); !ok {
-			e.errorf("--output must be used with human or json as argument.")
+		if asJSON, ok = e.parseOutput(output); !ok {
 			return 1
 		}
 	}

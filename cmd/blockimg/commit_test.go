@@ -70,6 +70,8 @@ func TestCommitMatchesQemu(t *testing.T) {
 		{"bad cache", "-t bogus top.qcow2", false},
 		{"bad rate", "-r abc top.qcow2", false},
 		{"negative rate", "-r -1 top.qcow2", false},
+		{"huge rate", "-r 9E top.qcow2", false},
+		{"hex rate", "-r 0x1k lone.qcow2", false}, // deprecation warning first
 		{"no file", "", false},
 		{"two files", "top.qcow2 mid.qcow2", false},
 		{"missing file", "nothere.qcow2", false},

@@ -106,12 +106,9 @@ func findLong(longs []longOpt, name, arg string) (longOpt, error) {
 			found = append(found, lo)
 		}
 	}
-	switch len(found) {
-	case 1:
-		return found[0], nil
-	case 0:
-		return longOpt{}, usagef("unrecognized option '%s'", arg)
-	default:
+	if len(found) != 1 {
+		// Unknown or ambiguous.
 		return longOpt{}, usagef("unrecognized option '%s'", arg)
 	}
+	return found[0], nil
 }

@@ -281,3 +281,44 @@ func TestMapPartialClustersMatchesQemu(t *testing.T) {
 		})
 	}
 }
+
+// TestMapOffsetArgs compares map's --start-offset and --max-length
+// parsing with qemu-img's: syntax and range errors, and the deprecation
+// warning for a hex number with a suffix.
+func TestMapOffsetArgs(t *testing.T) {
+	qemutest.Require(t, "qemu-img")
+	dir := t.TempDir()
+	makeRaw(t, dir, "a.raw", "1M", "write -P 1 64k 64k")
+	for _, a := range []string{
+		"--start-offset=0x10k", "--max-length=0x20k", "--start-offset=1x", "--start-offset=9E",
+		"--max-length=-1", "--start-offset=32k --max-length=64k",
+	} {
+		args := append(append([]string{"map", "-f", "raw"}, strings.Fields(a)...), "a.raw")
+		var out, errs, qout, qerrs string
+		var rc, qrc int
+		inDir(t, dir, func() {
+			out, errs, rc = blockimg(t, args...)
+			qout, qerrs, qrc = qemuFull(t, "qemu-img", args...)
+		})
+		sameOutput(t, strings.Join(args, " "), dir, dir, out, errs, rc, qout, qerrs, qrc)
+	}
+}
+
+// TestSizeOperandMessages compares create's SIZE operand and measure's
+// --size with qemu-img's: the hex-suffix deprecation warning and the
+// syntax and range errors.
+func TestSizeOperandMessages(t *testing.T) {
+	qemutest.Require(t, "qemu-img")
+	for _, a := range []string{
+		"create -f raw x.raw 0x1k", "create -f raw x.raw 1x", "create -f raw x.raw 9E",
+		"measure -O raw --size 0x1k", "measure -O raw --size 1x", "measure -O raw --size 9E",
+	} {
+		ours, theirs := t.TempDir(), t.TempDir()
+		args := strings.Fields(a)
+		var out, errs, qout, qerrs string
+		var rc, qrc int
+		inDir(t, ours, func() { out, errs, rc = blockimg(t, args...) })
+		inDir(t, theirs, func() { qout, qerrs, qrc = qemuFull(t, "qemu-img", args...) })
+		sameOutput(t, a, ours, theirs, out, errs, rc, qout, qerrs, qrc)
+	}
+}

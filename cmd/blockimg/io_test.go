@@ -28,6 +28,9 @@ func TestIOMatchesQemuIO(t *testing.T) {
 		{"read 1.5k 512", "write -P 0x11 1 511", "read -P 300 0 1", "read -P -1 0 512"},
 		{"read 0 20M", "write 10M 1", "read -x 0 512", "read 0 1k 3"},
 		{"write 0x10000 0x200", "read -v 65530 20", "length"},
+		// Pattern bytes parse as strtol does: no Go-only "0b", "0o" or "_" forms.
+		{"write -P 1_0 0 512", "write -P 0b1 0 512", "write -P 0o7 0 512", "write -P 0x1_0 0 512",
+			"write -P -0 0 512", "write -P +3 512 512", "write -P 010 1k 512", "write -P 256 0 512", "read -v 0 1536"},
 	}
 	for i, s := range scripts {
 		a := makeRaw(t, dir, "a"+itoa(int64(i))+".raw", "10M")

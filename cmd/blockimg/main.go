@@ -64,6 +64,9 @@ type command struct {
 	usage string
 }
 
+// commands is commandTable, set in init: printHelp lists it, and the
+// commands call printHelp, so a direct reference would be an
+// initialization cycle.
 var commands []command
 
 func init() {
@@ -127,13 +130,15 @@ func printHelp(e *env) {
 	e.printf("\nSupported formats: %s\n", strings.Join(names, " "))
 }
 
-// parseOutput parses --output's value.
-func parseOutput(v string) (json bool, ok bool) {
+// parseOutput parses --output's value, printing qemu-img's message when
+// it is neither human nor json.
+func (e *env) parseOutput(v string) (json bool, ok bool) {
 	switch v {
 	case "json":
 		return true, true
 	case "human":
 		return false, true
 	}
+	e.errorf("--output must be used with human or json as argument.")
 	return false, false
 }

@@ -46,19 +46,8 @@ func (n *qnode) get(key string) *qnode {
 	return nil
 }
 
-func (n *qnode) del(key string) {
-	for i, k := range n.keys {
-		if k == key {
-			n.keys = append(n.keys[:i], n.keys[i+1:]...)
-			n.vals = append(n.vals[:i], n.vals[i+1:]...)
-			return
-		}
-	}
-}
-
-func qstr(s string) *qnode  { return &qnode{kind: 's', str: s} }
-func qint(v int64) *qnode   { return &qnode{kind: 'n', str: strconv.FormatInt(v, 10)} }
-func quint(v uint64) *qnode { return &qnode{kind: 'n', str: strconv.FormatUint(v, 10)} }
+func qstr(s string) *qnode { return &qnode{kind: 's', str: s} }
+func qint(v int64) *qnode  { return &qnode{kind: 'n', str: strconv.FormatInt(v, 10)} }
 func qbool(b bool) *qnode {
 	if b {
 		return &qnode{kind: 'b', str: "true"}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/bits"
 	"strconv"
@@ -165,17 +164,74 @@ func parseSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// cvtnum parses a size for the named parameter and returns qemu-img's
-// error message on failure.
-func cvtnum(name, s string, min, max int64) (int64, error) {
-	v, _, err := parseSizeU(s)
+// cvtnum parses a size option for the named parameter as qemu-img 7.2's
+// cvtnum_full does, printing its messages on e's stderr: the hex-suffix
+// deprecation warning, and on failure the syntax or range error. ok is
+// false after an error.
+func (e *env) cvtnum(name, s string, lo, hi int64) (v int64, ok bool) {
+	u, hexSuffix, err := parseSizeU(s)
 	if err != nil && !errors.Is(err, errSizeRange) {
-		return 0, fmt.Errorf("Invalid %s specified. You may use k, M, G, T, P or E suffixes for\nkilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", name)
+		e.errorf("Invalid %s specified. You may use k, M, G, T, P or E suffixes for\n"+
+			"kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", name)
+		return 0, false
 	}
-	if err != nil || v > uint64(max) || int64(v) < min {
-		return 0, fmt.Errorf("Invalid %s specified. Must be between %d and %d.", name, min, max)
+	if err == nil && hexSuffix {
+		e.errorf("warning: Using a multiplier suffix on hex numbers is deprecated: %s", s)
 	}
-	return int64(v), nil
+	if err != nil || u > uint64(hi) || int64(u) < lo {
+		e.errorf("Invalid %s specified. Must be between %d and %d.", name, lo, hi)
+		return 0, false
+	}
+	return int64(u), true
+}
+
+// parseUlong parses a number as qemu_strtoul with base 0 does: leading
+// white space, an optional sign, "0x" for hex, a leading 0 for octal, and
+// nothing after the digits. A negative number wraps (so it is huge);
+// ok is false for malformed or overflowing input.
+func parseUlong(s string) (uint64, bool) {
+	s = strings.TrimLeft(s, " \t\n\v\f\r")
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	base := uint64(10)
+	switch {
+	case len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && isHex(s[2]):
+		base, s = 16, s[2:]
+	case len(s) > 1 && s[0] == '0':
+		base, s = 8, s[1:]
+	}
+	if s == "" {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		var d uint64
+		switch {
+		case ch >= '0' && ch <= '9':
+			d = uint64(ch - '0')
+		case ch >= 'a' && ch <= 'f':
+			d = uint64(ch-'a') + 10
+		case ch >= 'A' && ch <= 'F':
+			d = uint64(ch-'A') + 10
+		default:
+			return 0, false
+		}
+		if d >= base {
+			return 0, false
+		}
+		if v > (math.MaxUint64-d)/base {
+			return 0, false
+		}
+		v = v*base + d
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 // sizeToStr formats a byte count as qemu's size_to_str does ("10 MiB",
