@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,15 +222,7 @@ func TestChangeBackingFileCrash(t *testing.T) {
 		cuts, switched := 0, 0
 		dev.cut = func(seq int) {
 			for c := 0; c < 3; c++ {
-				var mem *blockio.Mem
-				if c == 0 {
-					mem, err = crash.CrashKeepNone()
-				} else {
-					mem, err = crash.Crash(rand.New(rand.NewPCG(uint64(seq), uint64(c))))
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+				mem := crashImage(t, crash, seq, c)
 				cuts++
 				got, err := Open(mem, Options{BackingOpener: opener})
 				if err != nil {

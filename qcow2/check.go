@@ -485,22 +485,17 @@ func (s *checkState) checkBitmaps() {
 // refcountNoCacheLocked reads a refcount without loading the block into
 // the cache (check must not be disturbed by bad offsets).
 func (img *Image) refcountNoCacheLocked(c int64) (uint64, error) {
-	rti := c >> img.rbBits
-	if rti >= int64(len(img.rt)) {
-		return 0, nil
-	}
-	off := int64(img.rt[rti] & rtOffsetMask)
+	off, i := img.refcountBlockOf(c)
 	if off == 0 {
 		return 0, nil
 	}
 	if off < 0 || off&(img.cs-1) != 0 || off+img.cs > img.dev.Size() {
-		return 0, blockio.Corruptf("refcount table", int64(img.h.rtOffset)+rti*8, "bad refcount block offset %#x", off)
+		return 0, blockio.Corruptf("refcount table", int64(img.h.rtOffset)+(c>>img.rbBits)*8, "bad refcount block offset %#x", off)
 	}
 	if t := img.rbc.lookup(off); t != nil {
-		return getRC(t.buf, c&(1<<img.rbBits-1), img.rcOrder), nil
+		return getRC(t.buf, i, img.rcOrder), nil
 	}
 	w := int64(1) << img.rcOrder // bits per entry
-	i := c & (1<<img.rbBits - 1)
 	byteOff := i * w / 8
 	var b [8]byte
 	n := max(1, w/8)
@@ -635,15 +630,12 @@ func (img *Image) rebuildRefcountsLocked(refs []uint64) error {
 // fixCopiedLocked sets COPIED flags in the active L1 and L2 tables to
 // match the refcounts, and clears it on compressed entries.
 func (img *Image) fixCopiedLocked() error {
-	for i, e := range img.l1 {
-		l2 := int64(e & l1OffsetMask)
-		if l2 == 0 || l2&(img.cs-1) != 0 || l2+img.cs > img.dev.Size() {
-			continue
-		}
+	return img.eachActiveL2Locked(func(i int, l2 int64, t *ctable) error {
 		rc, err := img.refcountLocked(l2 >> img.cbits)
 		if err != nil {
 			return err
 		}
+		e := img.l1[i]
 		want := e &^ oflagCopied
 		if rc == 1 {
 			want |= oflagCopied
@@ -651,10 +643,6 @@ func (img *Image) fixCopiedLocked() error {
 		if want != e {
 			img.l1[i] = want
 			img.markL1DirtyLocked(int64(i))
-		}
-		t, err := img.loadL2Locked(l2)
-		if err != nil {
-			return err
 		}
 		for j := int64(0); j < img.l2Ent; j++ {
 			eo := j * img.entSize
@@ -679,6 +667,27 @@ func (img *Image) fixCopiedLocked() error {
 				binary.BigEndian.PutUint64(t.buf[eo:], nl)
 				img.l2c.markDirty(t)
 			}
+		}
+		return nil
+	})
+}
+
+// eachActiveL2Locked calls fn for every L2 table the active L1 table
+// points to, with the L1 index, the table's host offset and the loaded
+// table. Offsets that are unaligned or beyond the end of the file are
+// skipped: check reports those, no repair can use them.
+func (img *Image) eachActiveL2Locked(fn func(i int, l2 int64, t *ctable) error) error {
+	for i, e := range img.l1 {
+		l2 := int64(e & l1OffsetMask)
+		if l2 == 0 || l2&(img.cs-1) != 0 || l2+img.cs > img.dev.Size() {
+			continue
+		}
+		t, err := img.loadL2Locked(l2)
+		if err != nil {
+			return err
+		}
+		if err := fn(i, l2, t); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -726,15 +735,7 @@ const l2StdReserved = 0x3f000000000001fe
 // qemu-img check -r all does. Entries that hold data are left alone: no
 // repair can tell where their data is.
 func (img *Image) fixUnalignedZeroLocked() error {
-	for _, e := range img.l1 {
-		l2 := int64(e & l1OffsetMask)
-		if l2 == 0 || l2&(img.cs-1) != 0 || l2+img.cs > img.dev.Size() {
-			continue
-		}
-		t, err := img.loadL2Locked(l2)
-		if err != nil {
-			return err
-		}
+	err := img.eachActiveL2Locked(func(_ int, _ int64, t *ctable) error {
 		for j := int64(0); j < img.l2Ent; j++ {
 			eo := j * img.entSize
 			le := binary.BigEndian.Uint64(t.buf[eo:])
@@ -756,6 +757,10 @@ func (img *Image) fixUnalignedZeroLocked() error {
 			binary.BigEndian.PutUint64(t.buf[eo:], ne)
 			img.l2c.markDirty(t)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return img.flushLocked()
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/blocklayer/blocklayer/internal/qemutest"
 )
 
 func TestCorpusCheck(t *testing.T) {
@@ -77,18 +75,25 @@ func TestDirtyImageRepairedOnOpen(t *testing.T) {
 	if img.h.incompat&incDirty != 0 {
 		t.Error("dirty bit still set after open")
 	}
-	if err := img.Close(); err != nil {
-		t.Fatal(err)
-	}
-	qemuCheck(t, p)
-	img, err = OpenFile(p, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
+	img = closeCheckReopen(t, img, p)
 	want, _ := os.ReadFile(filepath.Join(dir, "qcow2-lazy-dirty.qcow2.sha256"))
 	if got := sha256Device(t, img); !strings.HasPrefix(string(want), got) {
 		t.Errorf("content changed by repair")
 	}
-	_ = qemutest.Corpus
+}
+
+// closeCheckReopen closes img, requires `qemu-img check` to find the file
+// at p clean and reopens it read-only until the end of the test.
+func closeCheckReopen(t *testing.T, img *Image, p string) *Image {
+	t.Helper()
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	qemuCheck(t, p)
+	img, err := OpenFile(p, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { img.Close() })
+	return img
 }

@@ -179,7 +179,9 @@ func TestCorpusInfo(t *testing.T) {
 			info.BackingImage = nil
 			b, _ := json.Marshal(info)
 			var got map[string]any
-			json.Unmarshal(b, &got)
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
 			// actual-size depends on the file system; compare presence only.
 			if _, ok := want["actual-size"]; ok {
 				if _, ok := got["actual-size"]; !ok {

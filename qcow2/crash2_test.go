@@ -96,16 +96,7 @@ func TestCrashSharedAndBacking(t *testing.T) {
 			cuts := 0
 			dev.cut = func(seq int) {
 				for c := range 2 {
-					var mem *blockio.Mem
-					var err error
-					if c == 0 {
-						mem, err = crash.CrashKeepNone()
-					} else {
-						mem, err = crash.Crash(rand.New(rand.NewPCG(uint64(seq), 1)))
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
+					mem := crashImage(t, crash, seq, c)
 					cuts++
 					verifyCrashImage(t, fmt.Sprintf("%s: request %d cut %d", name, seq, c), mem, flushed, touched, cuts%20 == 1, name == "snapshot-lazy")
 				}

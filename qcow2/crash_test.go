@@ -1,7 +1,6 @@
 package qcow2
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -65,16 +64,7 @@ func TestCrashConsistency(t *testing.T) {
 			dev.every = max(1, 40/cutsPerPoint)
 			dev.cut = func(seq int) {
 				for c := 0; c < cutsPerPoint; c++ {
-					var mem *blockio.Mem
-					var err error
-					if c == 0 {
-						mem, err = crash.CrashKeepNone()
-					} else {
-						mem, err = crash.Crash(rand.New(rand.NewPCG(uint64(seq), uint64(c))))
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
+					mem := crashImage(t, crash, seq, c)
 					cuts++
 					useQemu := qemuImg != "" && cuts%25 == 1
 					verifyCrashImage(t, fmt.Sprintf("device request %d cut %d", seq, c), mem, flushed, touched, useQemu, o.LazyRefcounts)
@@ -181,7 +171,6 @@ func verifyCrashImage(t *testing.T, name string, mem *blockio.Mem, flushed []byt
 			t.Fatalf("%s: qemu-img check after crash: rc %d %+v", name, rc, r)
 		}
 	}
-	_ = bytes.Equal
 }
 
 // crashOp applies workload operation kind k (0-5 write, 6-7 zero write, 8
@@ -226,4 +215,22 @@ func crashOp(t *testing.T, img *Image, rng *rand.Rand, k int, off, n int64, mode
 		copy(flushed, model)
 		clear(touched)
 	}
+}
+
+// crashImage returns the c-th simulated power cut after device request
+// seq: c 0 keeps none of the unflushed writes, any other c a random
+// subset seeded by (seq, c).
+func crashImage(t *testing.T, crash *faultio.CrashDevice, seq, c int) *blockio.Mem {
+	t.Helper()
+	var mem *blockio.Mem
+	var err error
+	if c == 0 {
+		mem, err = crash.CrashKeepNone()
+	} else {
+		mem, err = crash.Crash(rand.New(rand.NewPCG(uint64(seq), uint64(c))))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mem
 }

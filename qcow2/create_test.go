@@ -74,7 +74,9 @@ func TestCreateMatchesQemu(t *testing.T) {
 				// Every cluster allocated like qemu's.
 				mo := qemutest.Run(t, "qemu-img", "map", "--output=json", "ours.qcow2")
 				var ents []mapEntry
-				json.Unmarshal([]byte(mo), &ents)
+				if err := json.Unmarshal([]byte(mo), &ents); err != nil || len(ents) == 0 {
+					t.Fatalf("qemu-img map: %v %q", err, mo)
+				}
 				for _, e := range ents {
 					if !e.Present || !e.Data {
 						t.Errorf("preallocated image has unallocated extent %+v", e)

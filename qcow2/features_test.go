@@ -49,8 +49,6 @@ func TestUnknownIncompatibleRefusedByName(t *testing.T) {
 		t.Errorf("error does not name the bits: %v", err)
 	}
 	// With a feature table entry the name is used.
-	h, _ := parseHeader(b, -1)
-	_ = h
 	off := 112 + 8 // feature table data in a fresh image
 	if binary.BigEndian.Uint32(b[112:]) != extFeatureTable {
 		t.Fatalf("feature table not at 112")
@@ -169,15 +167,7 @@ func TestWriteMarksBitmapsInUse(t *testing.T) {
 	if _, err := img.WriteAt([]byte("changed"), 12345); err != nil {
 		t.Fatal(err)
 	}
-	if err := img.Close(); err != nil {
-		t.Fatal(err)
-	}
-	qemuCheck(t, p)
-	img, err = OpenFile(p, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
+	img = closeCheckReopen(t, img, p)
 	bms, err := img.Bitmaps()
 	if err != nil || len(bms) != 4 {
 		t.Fatalf("bitmaps %v %v", bms, err)
@@ -285,15 +275,7 @@ func TestOverwriteQemuImages(t *testing.T) {
 			for i := 0; i < 200; i++ {
 				randomOpModel(t, img, m, r, size)
 			}
-			if err := img.Close(); err != nil {
-				t.Fatal(err)
-			}
-			qemuCheck(t, p)
-			img, err = OpenFile(p, Options{ReadOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer img.Close()
+			img = closeCheckReopen(t, img, p)
 			got := make([]byte, size)
 			if _, err := img.ReadAt(got, 0); err != nil {
 				t.Fatal(err)

@@ -64,13 +64,20 @@ func (img *Image) loadRBLocked(off int64) (*ctable, error) {
 	return t, nil
 }
 
-// refcountLocked returns the refcount of host cluster c.
-func (img *Image) refcountLocked(c int64) (uint64, error) {
+// refcountBlockOf returns the host offset of the refcount block that holds
+// the refcount of host cluster c (0 when none is allocated) and c's index
+// within that block.
+func (img *Image) refcountBlockOf(c int64) (off, idx int64) {
 	rti := c >> img.rbBits
 	if rti >= int64(len(img.rt)) {
-		return 0, nil
+		return 0, 0
 	}
-	off := int64(img.rt[rti] & rtOffsetMask)
+	return int64(img.rt[rti] & rtOffsetMask), c & (1<<img.rbBits - 1)
+}
+
+// refcountLocked returns the refcount of host cluster c.
+func (img *Image) refcountLocked(c int64) (uint64, error) {
+	off, i := img.refcountBlockOf(c)
 	if off == 0 {
 		return 0, nil
 	}
@@ -78,7 +85,7 @@ func (img *Image) refcountLocked(c int64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return getRC(t.buf, c&(1<<img.rbBits-1), img.rcOrder), nil
+	return getRC(t.buf, i, img.rcOrder), nil
 }
 
 // updateRefcountLocked adds delta to the refcount of cluster c, creating
